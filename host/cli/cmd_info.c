@@ -1,0 +1,45 @@
+/* cmd_info.c: `featurenorm info`: the architectures, or one network's blocks. */
+#include <stdio.h>
+
+#include "cli.h"
+
+static const cli_flag flags[] = {CLI_MODEL_FLAGS};
+
+int cmd_info(int argc, char **argv)
+{
+    cli_args a;
+    int r = cli_parse(&a, flags, sizeof flags / sizeof flags[0], argc, argv,
+                      "usage: featurenorm info [--arch A [--weights W]]\n\n"
+                      "Without --arch: the architectures. With it: input, normalisation, classes,\n"
+                      "backend, and every block with its output shape (C x H x W).");
+    if (r)
+        return r > 0 ? 0 : 2;
+    if (!cli_has(&a, "arch")) {
+        printf("%-16s %s\n", "architecture", "description");
+        for (int i = 0; i < fn_arch_count(); i++)
+            printf("%-16s %s\n", fn_arch_name(i), fn_arch_description(i));
+        return 0;
+    }
+    fn_model *m;
+    if (cli_load_model(&a, 1, &m))
+        return 1;
+    fn_model_info info;
+    fn_model_get_info(m, &info);
+    static const char *const presets[] = {"auto", "cifar", "imagenet"};
+    printf("arch        %s\n", info.arch);
+    printf("input       3 x %d x %d, preset %s, mean (%.4g, %.4g, %.4g), std (%.4g, %.4g, %.4g)\n",
+           info.input_size, info.input_size, presets[info.preset], info.mean[0], info.mean[1],
+           info.mean[2], info.std[0], info.std[1], info.std[2]);
+    printf("classes     %d (penultimate features: %d)\n", info.num_classes, info.feature_dim);
+    printf("weights     %s\n", info.has_weights ? "loaded" : "none (shapes at the default widths)");
+    if (info.has_weights)
+        printf("backend     %s: %s, max batch %d\n", info.backend, info.device, info.max_batch);
+    printf("blocks      %d\n\n  #  %-16s %s\n", info.num_blocks, "block", "output (C x H x W)");
+    for (int b = 0; b < info.num_blocks; b++) {
+        int c, h, w;
+        fn_model_block_shape(m, b, &c, &h, &w);
+        printf("%3d  %-16s %d x %d x %d\n", b, fn_model_block_name(m, b), c, h, w);
+    }
+    fn_model_free(m);
+    return 0;
+}

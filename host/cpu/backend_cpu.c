@@ -1,0 +1,468 @@
+/* backend_cpu.c: the reference backend, plain C with OpenBLAS and OpenMP.
+ *
+ * Activations are stored channel-major across the batch, C x N x H x W, so
+ * that a convolution of the whole batch is ONE GEMM: weights (Cout x K) times
+ * the im2col matrix (K x N*OH*OW) lands directly in the output's layout, and a
+ * 1x1 stride-1 convolution needs no im2col at all. The im2col matrix is built
+ * a slab of output rows at a time, so its buffer stays small whatever the batch.
+ * Bias, residual add and activation are applied to each slab right after its
+ * GEMM, while it is still in cache. Every other op is a short loop. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "error.h"
+#include "logit_scores.h"
+
+#define COL_BUDGET (1u << 20) /* floats in the im2col slab (4 MiB) */
+
+typedef struct cpu_backend {
+    backend base;
+    const net *net;
+    int max_batch, threads;
+    float *arena;    /* net->arena_elems x max_batch */
+    float *work;     /* im2col slab, flattened linear inputs, clipped features */
+    size_t work_elems;
+    double *sums;    /* C x N per-channel norms of a tapped tensor */
+} cpu_backend;
+
+static float *tensor_at(cpu_backend *cb, int t, int n)
+{
+    return cb->arena + cb->net->tensors[t].offset * (size_t)n;
+}
+
+static inline float activate(float v, net_act act)
+{
+    switch (act) {
+    case ACT_NONE: return v;
+    case ACT_RELU: return v > 0 ? v : 0;
+    case ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
+    case ACT_HARDSWISH: return v <= -3 ? 0 : v >= 3 ? v : v * (v + 3) / 6;
+    case ACT_HARDSIGMOID: return v <= -3 ? 0 : v >= 3 ? 1 : v / 6 + 0.5f;
+    }
+    return v;
+}
+
+/* ---- convolution ----------------------------------------------------------- */
+
+/* im2col for output rows [q0, q1) of the batch (row q = image q/OH, row q%OH),
+ * channels [c0, c0 + cin) of x: col is (cin*k*k) x ((q1-q0)*OW). */
+static void im2col(const float *x, float *col, const net_tensor *in, const net_op *op, int n,
+                   int c0, int cin, int oh_count, int ow_count, int q0, int q1, int threads)
+{
+    const int k = op->k, s = op->stride, p = op->pad, H = in->h, W = in->w;
+    const size_t cols = (size_t)(q1 - q0) * (size_t)ow_count;
+    const int rows = cin * k * k;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        int c = r / (k * k), kh = (r / k) % k, kw = r % k;
+        float *dst = col + (size_t)r * cols;
+        const float *plane = x + (size_t)(c0 + c) * (size_t)n * H * W;
+        for (int q = q0; q < q1; q++, dst += ow_count) {
+            int img = q / oh_count, ih = (q % oh_count) * s - p + kh;
+            if (ih < 0 || ih >= H) {
+                memset(dst, 0, sizeof(float) * (size_t)ow_count);
+                continue;
+            }
+            const float *row = plane + ((size_t)img * H + ih) * W;
+            int iw = kw - p;
+            if (s == 1 && iw >= 0 && iw + ow_count <= W) {
+                memcpy(dst, row + iw, sizeof(float) * (size_t)ow_count);
+                continue;
+            }
+            for (int ow = 0; ow < ow_count; ow++, iw += s)
+                dst[ow] = iw >= 0 && iw < W ? row[iw] : 0.0f;
+        }
+    }
+}
+
+/* y[co][j] = act(y[co][j] + b[co] + res[co][j]) over columns [j0, j1) of a row stride ld. */
+static void epilogue(float *y, const float *res, const float *b, int cout, size_t ld, size_t j0,
+                     size_t j1, net_act act, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int co = 0; co < cout; co++) {
+        float *row = y + (size_t)co * ld;
+        const float *rrow = res ? res + (size_t)co * ld : NULL;
+        float bias = b[co];
+        for (size_t j = j0; j < j1; j++)
+            row[j] = activate(row[j] + bias + (rrow ? rrow[j] : 0.0f), act);
+    }
+}
+
+static void conv_depthwise(cpu_backend *cb, const net_op *op, int n)
+{
+    const net *nt = cb->net;
+    const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
+    const float *x = tensor_at(cb, op->in, n), *res = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
+    float *y = tensor_at(cb, op->out, n);
+    const int k = op->k, s = op->stride, p = op->pad, H = in->h, W = in->w, OH = out->h, OW = out->w;
+    const int mult = out->c / in->c;
+#pragma omp parallel for num_threads(cb->threads) schedule(static) collapse(2)
+    for (int co = 0; co < out->c; co++)
+        for (int img = 0; img < n; img++) {
+            const float *plane = x + ((size_t)(co / mult) * n + img) * H * W;
+            const float *w = op->w + (size_t)co * k * k;
+            size_t base = ((size_t)co * n + img) * OH * OW;
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    float acc = op->b[co];
+                    for (int kh = 0; kh < k; kh++) {
+                        int ih = oh * s - p + kh;
+                        if (ih < 0 || ih >= H)
+                            continue;
+                        for (int kw = 0; kw < k; kw++) {
+                            int iw = ow * s - p + kw;
+                            if (iw >= 0 && iw < W)
+                                acc += plane[ih * W + iw] * w[kh * k + kw];
+                        }
+                    }
+                    size_t o = base + (size_t)oh * OW + ow;
+                    y[o] = activate(acc + (res ? res[o] : 0.0f), op->act);
+                }
+        }
+}
+
+static void conv(cpu_backend *cb, const net_op *op, int n)
+{
+    const net *nt = cb->net;
+    const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
+    if (op->groups > 1 && op->groups == in->c) {
+        conv_depthwise(cb, op, n);
+        return;
+    }
+    const float *x = tensor_at(cb, op->in, n), *res = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
+    float *y = tensor_at(cb, op->out, n);
+    const int G = op->groups, cin = in->c / G, cout = out->c / G;
+    const int K = cin * op->k * op->k;
+    const size_t ld = (size_t)n * out->h * out->w; /* row stride of y */
+    const size_t in_plane = (size_t)n * in->h * in->w;
+    const int pointwise = op->k == 1 && op->stride == 1 && op->pad == 0;
+    const int total_rows = n * out->h;
+    int slab = (int)(COL_BUDGET / ((size_t)K * out->w));
+    if (slab < 1)
+        slab = 1;
+    for (int g = 0; g < G; g++) {
+        const float *wg = op->w + (size_t)g * cout * K;
+        float *yg = y + (size_t)g * cout * ld;
+        if (pointwise) { /* x itself is the K x (N*H*W) matrix */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K, 1.0f, wg, K,
+                        x + (size_t)g * cin * in_plane, (int)ld, 0.0f, yg, (int)ld);
+            epilogue(yg, res ? res + (size_t)g * cout * ld : NULL, op->b + g * cout, cout, ld, 0, ld,
+                     op->act, cb->threads);
+            continue;
+        }
+        for (int q0 = 0; q0 < total_rows; q0 += slab) {
+            int q1 = q0 + slab < total_rows ? q0 + slab : total_rows;
+            size_t j0 = (size_t)q0 * out->w, cols = (size_t)(q1 - q0) * out->w;
+            im2col(x, cb->work, in, op, n, g * cin, cin, out->h, out->w, q0, q1, cb->threads);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)cols, K, 1.0f, wg, K,
+                        cb->work, (int)cols, 0.0f, yg + j0, (int)ld);
+            epilogue(yg, res ? res + (size_t)g * cout * ld : NULL, op->b + g * cout, cout, ld, j0,
+                     j0 + cols, op->act, cb->threads);
+        }
+    }
+}
+
+/* ---- other ops ------------------------------------------------------------- */
+
+static void affine(cpu_backend *cb, const net_op *op, int n)
+{
+    const net_tensor *t = &cb->net->tensors[op->in];
+    const float *x = tensor_at(cb, op->in, n);
+    float *y = tensor_at(cb, op->out, n);
+    const size_t plane = (size_t)n * t->h * t->w;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int c = 0; c < t->c; c++)
+        for (size_t i = 0; i < plane; i++)
+            y[c * plane + i] = activate(x[c * plane + i] * op->w[c] + op->b[c], op->act);
+}
+
+static void maxpool(cpu_backend *cb, const net_op *op, int n)
+{
+    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
+    const float *x = tensor_at(cb, op->in, n);
+    float *y = tensor_at(cb, op->out, n);
+    const int planes = in->c * n;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * in->h * in->w;
+        float *yp = y + (size_t)pl * out->h * out->w;
+        for (int oh = 0; oh < out->h; oh++)
+            for (int ow = 0; ow < out->w; ow++) {
+                float m = -INFINITY;
+                for (int kh = 0; kh < op->k; kh++) {
+                    int ih = oh * op->stride - op->pad + kh;
+                    if (ih < 0 || ih >= in->h)
+                        continue;
+                    for (int kw = 0; kw < op->k; kw++) {
+                        int iw = ow * op->stride - op->pad + kw;
+                        if (iw >= 0 && iw < in->w && xp[ih * in->w + iw] > m)
+                            m = xp[ih * in->w + iw];
+                    }
+                }
+                yp[oh * out->w + ow] = m;
+            }
+    }
+}
+
+/* PyTorch's adaptive pooling bins: [floor(i*H/O), ceil((i+1)*H/O)). */
+static void avgpool(cpu_backend *cb, const net_op *op, int n)
+{
+    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
+    const float *x = tensor_at(cb, op->in, n);
+    float *y = tensor_at(cb, op->out, n);
+    const int planes = in->c * n;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * in->h * in->w;
+        float *yp = y + (size_t)pl * out->h * out->w;
+        for (int oh = 0; oh < out->h; oh++) {
+            int h0 = oh * in->h / out->h, h1 = ((oh + 1) * in->h + out->h - 1) / out->h;
+            for (int ow = 0; ow < out->w; ow++) {
+                int w0 = ow * in->w / out->w, w1 = ((ow + 1) * in->w + out->w - 1) / out->w;
+                double sum = 0;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++)
+                        sum += xp[ih * in->w + iw];
+                yp[oh * out->w + ow] = (float)(sum / ((h1 - h0) * (w1 - w0)));
+            }
+        }
+    }
+}
+
+static void shortcut_a(cpu_backend *cb, const net_op *op, int n)
+{
+    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
+    const float *x = tensor_at(cb, op->in, n);
+    float *y = tensor_at(cb, op->out, n);
+    const int pad = (out->c - in->c) / 2;
+    const size_t plane = (size_t)n * out->h * out->w;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int c = 0; c < out->c; c++) {
+        float *yc = y + (size_t)c * plane;
+        int ci = c - pad;
+        if (ci < 0 || ci >= in->c) {
+            memset(yc, 0, sizeof(float) * plane);
+            continue;
+        }
+        for (int img = 0; img < n; img++)
+            for (int h = 0; h < out->h; h++)
+                for (int w = 0; w < out->w; w++)
+                    yc[((size_t)img * out->h + h) * out->w + w] =
+                        x[(((size_t)ci * n + img) * in->h + 2 * h) * in->w + 2 * w];
+    }
+}
+
+static void scale_channels(cpu_backend *cb, const net_op *op, int n)
+{
+    const net_tensor *t = &cb->net->tensors[op->in];
+    const float *x = tensor_at(cb, op->in, n), *s = tensor_at(cb, op->res, n);
+    float *y = tensor_at(cb, op->out, n);
+    const size_t hw = (size_t)t->h * t->w;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int cn = 0; cn < t->c * n; cn++)
+        for (size_t i = 0; i < hw; i++)
+            y[cn * hw + i] = x[cn * hw + i] * s[cn];
+}
+
+/* PyTorch flattens each image C-major: feature d = c*HW + hw. Returns x as a
+ * D x N matrix, gathering into `work` only when HW > 1. */
+static const float *as_matrix(cpu_backend *cb, int t, int n)
+{
+    const net_tensor *x = &cb->net->tensors[t];
+    const float *src = tensor_at(cb, t, n);
+    const size_t hw = (size_t)x->h * x->w;
+    if (hw == 1)
+        return src;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int c = 0; c < x->c; c++)
+        for (int img = 0; img < n; img++)
+            for (size_t i = 0; i < hw; i++)
+                cb->work[((size_t)c * hw + i) * n + img] = src[((size_t)c * n + img) * hw + i];
+    return cb->work;
+}
+
+/* y (K x N) = act(W x + b) for x given as a D x N matrix. */
+static void linear_matrix(cpu_backend *cb, const net_op *op, const float *x, float *y, int n)
+{
+    const int K = cb->net->tensors[op->out].c, D = (int)net_tensor_elems(cb->net, op->in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, n, D, 1.0f, op->w, D, x, n, 0.0f, y, n);
+    epilogue(y, NULL, op->b, K, (size_t)n, 0, (size_t)n, op->act, cb->threads);
+}
+
+/* FeatureNorm: mean over channels of the L2 norm of each channel after ReLU.
+ * Accumulates in double: this backend is the oracle the GPU is checked against. */
+static void feature_norms(cpu_backend *cb, int t, int n, float *norms, int block, int n_blocks)
+{
+    const net_tensor *x = &cb->net->tensors[t];
+    const float *src = tensor_at(cb, t, n);
+    const size_t hw = (size_t)x->h * x->w;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int cn = 0; cn < x->c * n; cn++) {
+        const float *p = src + (size_t)cn * hw;
+        double ss = 0;
+        for (size_t i = 0; i < hw; i++)
+            if (p[i] > 0)
+                ss += (double)p[i] * p[i];
+        cb->sums[cn] = sqrt(ss);
+    }
+    for (int img = 0; img < n; img++) {
+        double sum = 0;
+        for (int c = 0; c < x->c; c++)
+            sum += cb->sums[(size_t)c * n + img];
+        norms[(size_t)img * n_blocks + block] = (float)(sum / x->c);
+    }
+}
+
+/* ---- the pass -------------------------------------------------------------- */
+
+static void load_input(cpu_backend *cb, int n, const float *x, const uint8_t *x_u8)
+{
+    const net *nt = cb->net;
+    const size_t hw = (size_t)nt->input_size * nt->input_size;
+    float *dst = tensor_at(cb, nt->input, n);
+    float table[3][256];
+    net_input_table(nt, table);
+#pragma omp parallel for num_threads(cb->threads) schedule(static) collapse(2)
+    for (int c = 0; c < 3; c++)
+        for (int img = 0; img < n; img++) {
+            float *d = dst + ((size_t)c * n + img) * hw;
+            if (x) {
+                memcpy(d, x + ((size_t)img * 3 + c) * hw, sizeof(float) * hw);
+            } else {
+                const uint8_t *s = x_u8 + (size_t)img * hw * 3 + c;
+                for (size_t i = 0; i < hw; i++)
+                    d[i] = table[c][s[3 * i]];
+            }
+        }
+}
+
+/* Copies a K x N matrix out as N x K rows. */
+static void store_rows(const float *src, int K, int n, float *dst)
+{
+    for (int img = 0; img < n; img++)
+        for (int k = 0; k < K; k++)
+            dst[(size_t)img * K + k] = src[(size_t)k * n + img];
+}
+
+static fn_status cpu_forward(backend *self, int n, const float *x, const uint8_t *x_u8,
+                             fn_outputs *out)
+{
+    cpu_backend *cb = (cpu_backend *)self;
+    const net *nt = cb->net;
+    openblas_set_num_threads(cb->threads);
+    load_input(cb, n, x, x_u8);
+    for (int i = 0; i < nt->n_ops; i++) {
+        const net_op *op = &nt->ops[i];
+        switch (op->kind) {
+        case OP_CONV: conv(cb, op, n); break;
+        case OP_AFFINE: affine(cb, op, n); break;
+        case OP_MAXPOOL: maxpool(cb, op, n); break;
+        case OP_AVGPOOL: avgpool(cb, op, n); break;
+        case OP_SHORTCUT_A: shortcut_a(cb, op, n); break;
+        case OP_SCALE: scale_channels(cb, op, n); break;
+        case OP_LINEAR: linear_matrix(cb, op, as_matrix(cb, op->in, n), tensor_at(cb, op->out, n), n); break;
+        }
+        if (op->tap >= 0 && out->norms)
+            feature_norms(cb, op->out, n, out->norms, op->tap, nt->n_blocks);
+    }
+    const float *features = as_matrix(cb, nt->features, n);
+    const float *logits = tensor_at(cb, nt->logits, n); /* K x N */
+    const int K = nt->num_classes;
+    if (out->logits)
+        store_rows(logits, K, n, out->logits);
+    if (out->features)
+        store_rows(features, nt->feature_dim, n, out->features);
+    logit_scores(logits, n, K, 1, (size_t)n, out->pred, out->msp, out->maxlogit, out->energy);
+    if (out->react_logits || out->react_energy) { /* ReAct: clip, then the last layer again */
+        size_t count = (size_t)nt->feature_dim * n;
+        float *clipped = cb->work + (features == cb->work ? count : 0);
+        for (size_t i = 0; i < count; i++)
+            clipped[i] = features[i] < out->react_clip ? features[i] : out->react_clip;
+        float *react = clipped + count;
+        linear_matrix(cb, &nt->ops[nt->last_linear], clipped, react, n);
+        if (out->react_logits)
+            store_rows(react, K, n, out->react_logits);
+        logit_scores(react, n, K, 1, (size_t)n, NULL, NULL, NULL, out->react_energy);
+    }
+    return FN_OK;
+}
+
+static void cpu_destroy(backend *self)
+{
+    cpu_backend *cb = (cpu_backend *)self;
+    if (!cb)
+        return;
+    free(cb->arena);
+    free(cb->work);
+    free(cb->sums);
+    free(cb);
+}
+
+/* The largest scratch any op needs, in floats. */
+static size_t work_size(const net *nt, int max_batch)
+{
+    size_t need = 0, widest = 0;
+    for (int i = 0; i < nt->n_ops; i++) {
+        const net_op *op = &nt->ops[i];
+        const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
+        size_t w = 0;
+        if (op->kind == OP_CONV) {
+            size_t K = (size_t)(in->c / op->groups) * op->k * op->k, row = K * out->w;
+            w = row > COL_BUDGET ? row : (COL_BUDGET / row) * row;
+        } else if (op->kind == OP_LINEAR) {
+            w = net_tensor_elems(nt, op->in) * (size_t)max_batch;
+        }
+        if (w > need)
+            need = w;
+        if ((size_t)out->c > widest)
+            widest = (size_t)out->c;
+    }
+    /* ReAct: flattened features + clipped copy + logits */
+    size_t react = ((size_t)nt->feature_dim * 2 + (size_t)nt->num_classes) * (size_t)max_batch;
+    return need > react ? need : react;
+}
+
+fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend **out)
+{
+    *out = NULL;
+    cpu_backend *cb = fn_calloc(1, sizeof *cb);
+    if (!cb)
+        return FN_ERR_NO_MEMORY;
+    cb->net = nt;
+    cb->max_batch = cfg->max_batch;
+    cb->threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
+    cb->base.name = "cpu";
+    cb->base.forward = cpu_forward;
+    cb->base.destroy = cpu_destroy;
+    snprintf(cb->base.device, sizeof cb->base.device, "CPU, %d threads (OpenBLAS)", cb->threads);
+    if (cfg->precision != FN_PRECISION_FP32) {
+        cpu_destroy(&cb->base);
+        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in FP32 only");
+    }
+    size_t widest = 0;
+    for (int i = 0; i < nt->n_blocks; i++) {
+        const net_tensor *t = &nt->tensors[nt->ops[nt->blocks[i].op].out];
+        if ((size_t)t->c > widest)
+            widest = (size_t)t->c;
+    }
+    size_t arena = nt->arena_elems * (size_t)cfg->max_batch;
+    cb->work_elems = work_size(nt, cfg->max_batch);
+    cb->arena = malloc(sizeof(float) * arena);
+    cb->work = malloc(sizeof(float) * cb->work_elems);
+    cb->sums = malloc(sizeof(double) * widest * (size_t)cfg->max_batch);
+    if (!cb->arena || !cb->work || !cb->sums) {
+        cpu_destroy(&cb->base);
+        return fn_fail(FN_ERR_NO_MEMORY,
+                       "out of host memory: %s at batch %d needs %.1f MiB of activations; "
+                       "use a smaller batch",
+                       nt->arch, cfg->max_batch, arena * 4.0 / (1 << 20));
+    }
+    *out = &cb->base;
+    return FN_OK;
+}

@@ -1,0 +1,82 @@
+/* error.c: status names and the thread-local last-error message. */
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char last_error[2048];
+
+const char *fn_last_error(void) { return last_error; }
+
+void fn_clear_error(void) { last_error[0] = '\0'; }
+
+fn_status fn_fail(fn_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+fn_status fn_fail_context(fn_status s, const char *fmt, ...)
+{
+    char prefix[1024], old[sizeof last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, last_error, sizeof old);
+    int used = snprintf(last_error, sizeof last_error, "%s: ", prefix);
+    if (used > 0 && (size_t)used < sizeof last_error)
+        snprintf(last_error + used, sizeof last_error - (size_t)used, "%s", old);
+    last_error[sizeof last_error - 1] = '\0';
+    return s;
+}
+
+const char *fn_status_name(fn_status s)
+{
+    switch (s) {
+    case FN_OK: return "FN_OK";
+    case FN_ERR_INVALID_ARG: return "FN_ERR_INVALID_ARG";
+    case FN_ERR_IO: return "FN_ERR_IO";
+    case FN_ERR_FORMAT: return "FN_ERR_FORMAT";
+    case FN_ERR_SHAPE: return "FN_ERR_SHAPE";
+    case FN_ERR_NOT_FOUND: return "FN_ERR_NOT_FOUND";
+    case FN_ERR_NO_MEMORY: return "FN_ERR_NO_MEMORY";
+    case FN_ERR_DEVICE_MEMORY: return "FN_ERR_DEVICE_MEMORY";
+    case FN_ERR_DEVICE: return "FN_ERR_DEVICE";
+    case FN_ERR_UNAVAILABLE: return "FN_ERR_UNAVAILABLE";
+    case FN_ERR_EMPTY: return "FN_ERR_EMPTY";
+    }
+    return "FN_ERR_UNKNOWN";
+}
+
+const char *fn_version(void) { return FN_VERSION; }
+
+void *fn_malloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p)
+        fn_fail(FN_ERR_NO_MEMORY, "out of host memory (asked for %zu bytes)", bytes);
+    return p;
+}
+
+void *fn_calloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        fn_fail(FN_ERR_NO_MEMORY, "out of host memory (asked for %zu x %zu bytes)", count, size);
+    return p;
+}
+
+char *fn_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = fn_malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}

@@ -1,0 +1,180 @@
+/* model.c: the public model calls: options, loading (weights -> net -> backend),
+ * block tables and the forward pass's argument checks. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+#include "models/models.h"
+
+void fn_model_options_init(fn_model_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->backend = FN_BACKEND_AUTO;
+    o->precision = FN_PRECISION_FP32;
+}
+
+static const char *precision_name(fn_precision p)
+{
+    static const char *names[] = {"fp32", "tf32", "fp16", "bf16"};
+    return (unsigned)p < 4 ? names[p] : "?";
+}
+
+static fn_status unknown_arch(const char *name)
+{
+    char list[1024] = "";
+    size_t o = 0;
+    for (int i = 0; i < arch_count() && o < sizeof list; i++)
+        o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", arch_at(i)->name);
+    return fn_fail(FN_ERR_NOT_FOUND, "unknown architecture '%s' (known: %s)", name, list);
+}
+
+/* Picks the backend: CUDA when asked or when AUTO finds a usable device. */
+static fn_status create_backend(fn_model *m, fn_backend want)
+{
+    backend_config cfg = {m->max_batch, m->threads, m->precision};
+    char why[256] = "";
+    if (want == FN_BACKEND_CUDA)
+        return cuda_backend_create(&m->net, &cfg, &m->be);
+    if (want == FN_BACKEND_AUTO) {
+        if (cuda_backend_usable(why, sizeof why)) {
+            fn_status s = cuda_backend_create(&m->net, &cfg, &m->be);
+            if (s == FN_OK || s != FN_ERR_UNAVAILABLE)
+                return s;
+            snprintf(why, sizeof why, "%s", fn_last_error());
+        }
+        if (m->verbose)
+            fprintf(stderr, "featurenorm: no usable CUDA device (%s); using the CPU backend%s\n", why,
+                    m->precision != FN_PRECISION_FP32 ? " in fp32" : "");
+        cfg.precision = m->precision = FN_PRECISION_FP32;
+    }
+    return cpu_backend_create(&m->net, &cfg, &m->be);
+}
+
+fn_status fn_model_load(const fn_model_options *o, fn_model **out)
+{
+    if (!out)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: out is NULL");
+    *out = NULL;
+    if (!o || !o->arch)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: no architecture given");
+    const arch *a = arch_find(o->arch);
+    if (!a)
+        return unknown_arch(o->arch);
+    if (o->input_size < 0 || o->input_size > 4096 || o->max_batch < 0 || o->threads < 0 ||
+        (unsigned)o->precision > FN_PRECISION_BF16 || (unsigned)o->backend > FN_BACKEND_CUDA)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: an option is out of range");
+    for (int c = 0; c < 3 && o->std[0] != 0; c++)
+        if (!(o->std[c] > 0) || !isfinite(o->mean[c]))
+            return fn_fail(FN_ERR_INVALID_ARG, "normalisation std must be positive and mean finite");
+    if (o->backend == FN_BACKEND_CPU && o->precision != FN_PRECISION_FP32)
+        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 only (asked for %s)",
+                       precision_name(o->precision));
+
+    fn_model *m = fn_calloc(1, sizeof *m);
+    if (!m)
+        return FN_ERR_NO_MEMORY;
+    m->precision = o->precision;
+    m->threads = o->threads > 0 ? o->threads : omp_get_num_procs();
+    m->verbose = o->verbose;
+    st_file *weights = NULL;
+    fn_status s = FN_OK;
+    if (o->weights && (s = st_open(o->weights, &weights)) != FN_OK)
+        goto fail;
+    arch_options ao = {o->stem_padding};
+    s = arch_build(a, weights, o->input_size, &ao, &m->net);
+    st_close(weights); /* every parameter is copied (and BN-folded) into the net */
+    if (s != FN_OK)
+        goto fail;
+    if (o->std[0] != 0) {
+        memcpy(m->net.mean, o->mean, sizeof m->net.mean);
+        memcpy(m->net.std, o->std, sizeof m->net.std);
+    }
+    /* Small images: large batches keep the GEMMs and the GPU busy. */
+    m->max_batch = o->max_batch > 0 ? o->max_batch : m->net.input_size <= 64 ? 256 : 64;
+    if (m->net.has_weights && (s = create_backend(m, o->backend)) != FN_OK)
+        goto fail;
+    *out = m;
+    return FN_OK;
+fail:
+    fn_model_free(m);
+    return s;
+}
+
+void fn_model_free(fn_model *m)
+{
+    if (!m)
+        return;
+    if (m->be)
+        m->be->destroy(m->be);
+    net_free(&m->net);
+    free(m);
+}
+
+void fn_model_get_info(const fn_model *m, fn_model_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->arch = m->net.arch;
+    out->backend = m->be ? m->be->name : "none";
+    out->device = m->be ? m->be->device : "none (no weights loaded)";
+    out->precision = m->precision;
+    out->has_weights = m->net.has_weights;
+    out->input_size = m->net.input_size;
+    out->num_blocks = m->net.n_blocks;
+    out->num_classes = m->net.num_classes;
+    out->feature_dim = m->net.feature_dim;
+    out->max_batch = m->max_batch;
+    out->preset = m->net.preset;
+    memcpy(out->mean, m->net.mean, sizeof out->mean);
+    memcpy(out->std, m->net.std, sizeof out->std);
+}
+
+const char *fn_model_block_name(const fn_model *m, int b)
+{
+    return b >= 0 && b < m->net.n_blocks ? m->net.blocks[b].name : NULL;
+}
+
+void fn_model_block_shape(const fn_model *m, int b, int *c, int *h, int *w)
+{
+    const net_tensor *t = b >= 0 && b < m->net.n_blocks
+                              ? &m->net.tensors[m->net.ops[m->net.blocks[b].op].out]
+                              : NULL;
+    if (c) *c = t ? t->c : 0;
+    if (h) *h = t ? t->h : 0;
+    if (w) *w = t ? t->w : 0;
+}
+
+int fn_model_find_block(const fn_model *m, const char *name)
+{
+    for (int b = 0; name && b < m->net.n_blocks; b++)
+        if (strcmp(m->net.blocks[b].name, name) == 0)
+            return b;
+    return -1;
+}
+
+static fn_status forward(fn_model *m, int n, const float *x, const uint8_t *x_u8, fn_outputs *out)
+{
+    if (!m || !out || (!x && !x_u8))
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_forward: NULL argument");
+    if (!m->be)
+        return fn_fail(FN_ERR_INVALID_ARG, "%s: the model was loaded without weights", m->net.arch);
+    if (n < 1 || n > m->max_batch)
+        return fn_fail(FN_ERR_SHAPE, "batch of %d images; this model takes 1 to %d (max_batch)", n,
+                       m->max_batch);
+    if ((out->react_logits || out->react_energy) && !(out->react_clip > 0 && isfinite(out->react_clip)))
+        return fn_fail(FN_ERR_INVALID_ARG, "ReAct outputs need a positive, finite react_clip");
+    return m->be->forward(m->be, n, x, x_u8, out);
+}
+
+fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out)
+{
+    return forward(m, n, images, NULL, out);
+}
+
+fn_status fn_model_forward_u8(fn_model *m, int n, const uint8_t *images, fn_outputs *out)
+{
+    return forward(m, n, NULL, images, out);
+}

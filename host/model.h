@@ -1,0 +1,17 @@
+/* model.h: what an fn_model holds, for the library's own files. */
+#ifndef FN_MODEL_H
+#define FN_MODEL_H
+
+#include "backend.h"
+#include "net.h"
+
+struct fn_model {
+    net net;
+    backend *be;        /* NULL when loaded without weights */
+    fn_precision precision;
+    int max_batch;
+    int threads;
+    int verbose;
+};
+
+#endif

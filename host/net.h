@@ -1,0 +1,113 @@
+/* net.h: a network as a flat list of ops over per-image tensors, with block taps.
+ *
+ * Model builders (host/models/) turn an architecture name plus safetensors
+ * weights into this description; both backends execute the same list. BatchNorm
+ * is folded into the convolutions at build time, so no backend ever sees it.
+ * A block tap marks an op whose output's FeatureNorm is a column of the N x B
+ * norm matrix: taps belong to the network, not to a backend.
+ */
+#ifndef FN_NET_H
+#define FN_NET_H
+
+#include <stddef.h>
+
+#include "featurenorm.h"
+#include "safetensors.h"
+
+typedef enum net_act { ACT_NONE, ACT_RELU, ACT_RELU6, ACT_HARDSWISH, ACT_HARDSIGMOID } net_act;
+
+typedef enum net_op_kind {
+    OP_CONV,       /* out = act(conv(in, w) + b [+ res]), grouped when groups > 1 */
+    OP_AFFINE,     /* out = act(in * w[c] + b[c]): a BatchNorm that no conv absorbs */
+    OP_MAXPOOL,    /* k x k window, stride, pad (padding never wins the max) */
+    OP_AVGPOOL,    /* adaptive average pool to out's h x w (global when 1 x 1) */
+    OP_SHORTCUT_A, /* out[c] = in[c - (out.c - in.c)/2, ::2, ::2], zero elsewhere */
+    OP_SCALE,      /* out[c,h,w] = in[c,h,w] * res[c] (squeeze-excitation) */
+    OP_LINEAR      /* out = act(w * flatten(in) + b); out is K x 1 x 1 */
+} net_op_kind;
+
+typedef struct net_tensor {
+    int c, h, w;
+    size_t offset;  /* in the activation arena, in elements per image (x batch n) */
+} net_tensor;
+
+typedef struct net_op {
+    net_op_kind kind;
+    int in, res, out;            /* tensor ids; res is -1 when unused */
+    int k, stride, pad, groups;
+    net_act act;
+    float *w, *b;                /* CONV: cout x cin/groups x k x k; LINEAR: out x in */
+    int tap;                     /* >= 0: out's FeatureNorm is this block's column */
+    char name[64];               /* the weights' prefix, for messages */
+} net_op;
+
+typedef struct net_block {
+    char name[32];               /* "layer3.0" */
+    int op;                      /* the op whose output is tapped */
+} net_block;
+
+typedef struct net {
+    char arch[32];
+    int input_size;
+    int input;                   /* tensor id of the normalised input, 3 x S x S */
+    int logits;                  /* tensor id, K x 1 x 1 */
+    int features;                /* tensor id of the last linear op's input */
+    int last_linear;             /* op index of that last linear op */
+    int num_classes, feature_dim;
+    float mean[3], std[3];
+    fn_preset preset;            /* the architecture's default preprocessing */
+    int has_weights;
+
+    net_tensor *tensors;
+    int n_tensors, cap_tensors;
+    net_op *ops;
+    int n_ops, cap_ops;
+    net_block *blocks;
+    int n_blocks, cap_blocks;
+    size_t arena_elems;          /* elements per image of the whole arena */
+} net;
+
+void net_free(net *n);
+size_t net_tensor_elems(const net *n, int t);  /* c * h * w */
+/* Give every tensor an arena offset; tensors whose lifetimes do not overlap
+ * share memory. The input, features and logits live for the whole pass. */
+fn_status net_plan_memory(net *n);
+/* uint8 input normalised exactly as torchvision's ToTensor + Normalize do it
+ * in float32, (v / 255 - mean) / std, tabulated per channel and value. */
+void net_input_table(const net *n, float table[3][256]);
+
+/* ---- building a net from weights (used by host/models/) ---------------- */
+
+typedef struct net_builder {
+    net *net;
+    const st_file *weights;  /* NULL: shapes only, with the default widths */
+    float bn_eps;            /* BatchNorm epsilon of this architecture (1e-5) */
+    fn_status status;        /* the first error; later calls then do nothing */
+} net_builder;
+
+#define NB_DEPTHWISE 0 /* groups argument: one group per input channel */
+
+int nb_input(net_builder *nb, int size);
+/* Conv from "<conv>.weight" (and "<conv>.bias" if bn is NULL and bias is set),
+ * BatchNorm "<bn>.*" folded in. cout is the default width; with weights it comes
+ * from the tensor's shape, so reduced-width variants load too. Returns the
+ * output tensor id, or -1 once an error has been recorded. */
+int nb_conv(net_builder *nb, int in, const char *conv, const char *bn, int cout, int k,
+            int stride, int pad, int groups, int bias, net_act act, int res);
+int nb_affine_bn(net_builder *nb, int in, const char *bn, net_act act);
+int nb_maxpool(net_builder *nb, int in, int k, int stride, int pad);
+int nb_avgpool(net_builder *nb, int in, int out_h, int out_w);
+int nb_shortcut_a(net_builder *nb, int in, int cout);
+int nb_scale(net_builder *nb, int in, int scale);
+int nb_linear(net_builder *nb, int in, const char *name, int out, net_act act);
+/* Tap the op that produced tensor t as the next block, named name. */
+void nb_tap(net_builder *nb, int t, const char *name);
+/* The network ends here: `logits` is the last linear op's output. */
+fn_status nb_finish(net_builder *nb, int logits);
+int nb_channels(const net_builder *nb, int t);
+/* Output width of the layer whose weight tensor is `tensor`: its first
+ * dimension when weights are loaded, else `fallback`. */
+int nb_width(const net_builder *nb, const char *tensor, int fallback);
+int nb_ok(const net_builder *nb);
+
+#endif

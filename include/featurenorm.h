@@ -1,0 +1,258 @@
+/* featurenorm.h: out-of-distribution detection with block-selected FeatureNorm.
+ *
+ * The whole public API in one read. A trained CNN is loaded from safetensors,
+ * run on the CPU (OpenBLAS) or CUDA (cuDNN/cuBLAS) backend, and every forward
+ * pass returns the FeatureNorm of every block plus the logits:
+ *
+ *   FeatureNorm(x; block) = mean over channels c of || max(z_c, 0) ||_2
+ *
+ * where z is the block's output feature map. NormRatio over Jigsaw-shuffled ID
+ * images picks the block (fn_select_block), and its FeatureNorm is the OOD score
+ * (higher = in-distribution). Method: Yu et al., CVPR 2023, arXiv 2212.02295.
+ *
+ * Conventions: every call that can fail returns fn_status; on failure
+ * fn_last_error() holds a message for this thread naming the file and the
+ * problem. The library never exits or aborts. Objects are opaque handles, freed
+ * by their _free call (NULL is accepted). Matrices are row-major, float32.
+ */
+#ifndef FEATURENORM_H
+#define FEATURENORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FN_API __attribute__((visibility("default")))
+#else
+#define FN_API
+#endif
+
+#define FN_VERSION "0.1.0"
+
+/* ---- status and errors ------------------------------------------------- */
+
+typedef enum fn_status {
+    FN_OK = 0,
+    FN_ERR_INVALID_ARG,   /* a bad argument, option or flag value */
+    FN_ERR_IO,            /* a file could not be opened, read or written */
+    FN_ERR_FORMAT,        /* a malformed file: weights, image, CSV, JSON */
+    FN_ERR_SHAPE,         /* a tensor, image or batch of the wrong shape */
+    FN_ERR_NOT_FOUND,     /* unknown architecture, block, tensor or column */
+    FN_ERR_NO_MEMORY,     /* a host allocation failed */
+    FN_ERR_DEVICE_MEMORY, /* the GPU has too little memory for this batch */
+    FN_ERR_DEVICE,        /* a CUDA, cuDNN or cuBLAS call failed */
+    FN_ERR_UNAVAILABLE,   /* backend not built in, or no usable device */
+    FN_ERR_EMPTY          /* no images, or a metric with an empty class */
+} fn_status;
+
+FN_API const char *fn_last_error(void);          /* this thread's last message */
+FN_API const char *fn_status_name(fn_status s);  /* "FN_ERR_FORMAT", ... */
+FN_API const char *fn_version(void);
+
+/* ---- architectures ------------------------------------------------------ */
+
+FN_API int fn_arch_count(void);
+FN_API const char *fn_arch_name(int i);          /* "resnet20_cifar", "resnet50", ... */
+FN_API const char *fn_arch_description(int i);
+
+/* ---- models ------------------------------------------------------------- */
+
+typedef struct fn_model fn_model;
+
+typedef enum fn_backend { FN_BACKEND_AUTO, FN_BACKEND_CPU, FN_BACKEND_CUDA } fn_backend;
+
+typedef enum fn_precision {
+    FN_PRECISION_FP32, /* exact float32 (CPU; CUDA without tensor cores) */
+    FN_PRECISION_TF32, /* CUDA: float32 storage, TF32 tensor-core math */
+    FN_PRECISION_FP16, /* CUDA: half storage, NHWC, float32 accumulation */
+    FN_PRECISION_BF16  /* CUDA: bfloat16 storage, NHWC, float32 accumulation */
+} fn_precision;
+
+typedef enum fn_preset {
+    FN_PRESET_AUTO,     /* the architecture's: CIFAR for 32x32 inputs, else ImageNet */
+    FN_PRESET_CIFAR,    /* squash to S x S, antialiased bilinear (PIL) */
+    FN_PRESET_IMAGENET  /* shorter side to S*256/224, center crop S (torchvision eval) */
+} fn_preset;
+
+typedef struct fn_model_options {
+    const char *arch;       /* see fn_arch_name(); required */
+    const char *weights;    /* .safetensors path; NULL builds shapes only (info) */
+    fn_backend backend;     /* AUTO: CUDA when a device is usable, else CPU */
+    fn_precision precision; /* FP32 by default */
+    int max_batch;          /* largest n passed to forward (default 64) */
+    int threads;            /* CPU threads for compute and decode (0: all cores) */
+    int input_size;         /* square input side (0: the architecture's, 32 or 224) */
+    float mean[3], std[3];  /* normalisation of [0,1] RGB (std[0] == 0: arch default) */
+    int stem_padding;       /* resnet18_cifar stem padding (0: 1; the authors used 2) */
+    int verbose;            /* say on stderr which backend was chosen and why */
+} fn_model_options;
+
+FN_API void fn_model_options_init(fn_model_options *o);
+FN_API fn_status fn_model_load(const fn_model_options *o, fn_model **out);
+FN_API void fn_model_free(fn_model *m);
+
+typedef struct fn_model_info {
+    const char *arch;
+    const char *backend;    /* "cpu" or "cuda" */
+    const char *device;     /* e.g. "NVIDIA H100 80GB HBM3" or "CPU, 8 threads" */
+    fn_precision precision;
+    int has_weights;
+    int input_size;         /* images are input_size x input_size RGB */
+    int num_blocks;         /* columns of the FeatureNorm matrix */
+    int num_classes;        /* columns of the logits */
+    int feature_dim;        /* penultimate features: input of the last linear layer */
+    int max_batch;
+    fn_preset preset;       /* the architecture's preprocessing */
+    float mean[3], std[3];
+} fn_model_info;
+
+FN_API void fn_model_get_info(const fn_model *m, fn_model_info *out);
+FN_API const char *fn_model_block_name(const fn_model *m, int block); /* "layer3.0" */
+FN_API void fn_model_block_shape(const fn_model *m, int block, int *c, int *h, int *w);
+FN_API int fn_model_find_block(const fn_model *m, const char *name);  /* -1: none */
+
+/* What one forward pass writes: any pointer may be NULL (not wanted). Scores
+ * come from the logits on the backend, so a GPU need not copy N x K logits
+ * back. react_* needs react_clip > 0: the penultimate features clipped at
+ * react_clip, then the last linear layer again (ReAct, Sun et al. 2021). */
+typedef struct fn_outputs {
+    float *norms;        /* n x num_blocks: FeatureNorm of every block */
+    float *logits;       /* n x num_classes */
+    float *features;     /* n x feature_dim: input of the last linear layer */
+    int *pred;           /* n: argmax of the logits */
+    float *msp;          /* n: max softmax probability */
+    float *maxlogit;     /* n: max logit */
+    float *energy;       /* n: logsumexp of the logits (T = 1) */
+    float *react_logits; /* n x num_classes */
+    float *react_energy; /* n: logsumexp of react_logits */
+    float react_clip;
+} fn_outputs;
+
+/* images: n x 3 x S x S, already normalised (S = input_size). */
+FN_API fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out);
+/* images: n x S x S x 3 RGB bytes; normalised inside (on the device for CUDA). */
+FN_API fn_status fn_model_forward_u8(fn_model *m, int n, const uint8_t *images, fn_outputs *out);
+
+/* ---- datasets ----------------------------------------------------------- */
+
+typedef struct fn_dataset fn_dataset;
+
+typedef struct fn_dataset_options {
+    size_t limit;  /* keep at most this many items after `every` (0: all) */
+    size_t every;  /* keep every K-th item (0 or 1: all) */
+    int labels;    /* folders: 1 = first-level sub-folders are classes (ImageFolder) */
+} fn_dataset_options;
+
+/* path: a folder of images (recursive, sorted by path), a list file (.txt or
+ * .lst: one path per line, relative to the list, optional integer label after
+ * whitespace), or CIFAR-10/100 binary data (a .bin file, or a folder holding
+ * data_batch_*.bin / test_batch.bin / train.bin / test.bin). */
+FN_API void fn_dataset_options_init(fn_dataset_options *o);
+FN_API fn_status fn_dataset_open(const char *path, const fn_dataset_options *o, fn_dataset **out);
+FN_API void fn_dataset_free(fn_dataset *d);
+FN_API size_t fn_dataset_size(const fn_dataset *d);
+FN_API const char *fn_dataset_item_name(const fn_dataset *d, size_t i); /* path, or file#record */
+FN_API int fn_dataset_label(const fn_dataset *d, size_t i);             /* -1: unknown */
+
+/* ---- scoring and block selection --------------------------------------- */
+
+
+typedef struct fn_run_options {
+    fn_preset preset;
+    int batch;             /* images per forward (0: the model's max_batch) */
+    int decode_threads;    /* 0: the model's thread count */
+    int strict;            /* 1: stop at the first unreadable image; 0: skip it */
+    int quiet;             /* 1: no progress lines on stderr */
+    /* score */
+    int block;             /* block for the fn_selected column (-1: none) */
+    float react_clip;      /* > 0: also compute react_energy */
+    /* select */
+    uint64_t seed;         /* Jigsaw permutations (default 0; repeatable) */
+    float react_percentile;/* percentile of penultimate features for the clip (90) */
+} fn_run_options;
+
+FN_API void fn_run_options_init(fn_run_options *o);
+
+/* One row per readable image, in dataset order. */
+typedef struct fn_scores {
+    size_t n;
+    int num_blocks, num_classes;
+    size_t *index;        /* dataset item of each row */
+    int *label;           /* -1 where unknown */
+    int *pred;            /* argmax of the logits */
+    float *norms;         /* n x num_blocks */
+    float *msp;           /* max softmax probability */
+    float *maxlogit;
+    float *energy;        /* logsumexp of the logits (T = 1) */
+    float *react_energy;  /* NULL unless react_clip > 0 */
+    float *fn_selected;   /* NULL unless block >= 0 */
+    int selected_block;
+    size_t skipped;       /* unreadable images (not in the rows) */
+} fn_scores;
+
+FN_API fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o,
+                                  fn_scores **out);
+FN_API void fn_scores_free(fn_scores *s);
+/* CSV: path,label,pred,fn.<block>...,[fn_selected],msp,maxlogit,energy,[react_energy] */
+FN_API fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m,
+                                     const fn_dataset *d, const char *path);
+/* NumPy .npy, float32, n x num_blocks. */
+FN_API fn_status fn_scores_write_npy(const fn_scores *s, const char *path);
+
+typedef struct fn_selection {
+    int num_blocks;
+    char **block_names;
+    int selected;            /* argmax of norm_ratio */
+    double *norm_ratio;      /* mean over images of FN(x) / FN(jigsaw(x)) */
+    double *mean_norm_id;
+    double *mean_norm_jigsaw;
+    size_t images;
+    size_t skipped;
+    uint64_t seed;
+    float react_percentile;
+    float react_clip;        /* that percentile of the ID penultimate features */
+    char *arch;
+} fn_selection;
+
+FN_API fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o,
+                                 fn_selection **out);
+FN_API void fn_selection_free(fn_selection *s);
+FN_API fn_status fn_selection_write_json(const fn_selection *s, const fn_model *m,
+                                         const char *data_path, const char *path);
+/* Reads a selection and checks its blocks against the model's. */
+FN_API fn_status fn_selection_read_json(const char *path, const fn_model *m,
+                                        fn_selection **out);
+
+/* Jigsaw pseudo-OOD: n images (n x S x S x C bytes) cut into a 3x3 grid of
+ * floor(S/3) tiles, placed in a random permutation, zero outside the grid.
+ * Image i's permutation depends only on (seed, first_index + i). */
+FN_API void fn_jigsaw(const uint8_t *src, uint8_t *dst, int n, int size, int channels,
+                      uint64_t seed, uint64_t first_index);
+
+/* ---- metrics (ID is the positive class) -------------------------------- */
+
+typedef struct fn_metrics {
+    double auroc;     /* ties counted half, as sklearn roc_auc_score */
+    double fpr95;     /* OOD accepted at the first ROC point with TPR >= 0.95 */
+    double aupr_in;   /* average precision, ID positive */
+    double aupr_out;  /* average precision, OOD positive (scores negated) */
+    double threshold; /* the score threshold of that FPR95 point */
+    size_t n_id, n_ood;
+} fn_metrics;
+
+/* Higher score = more in-distribution. NaN scores and empty sets are errors. */
+FN_API fn_status fn_metrics_compute(const float *id, size_t n_id, const float *ood,
+                                    size_t n_ood, fn_metrics *out);
+
+/* Reads one numeric column of a CSV written by fn_scores_write_csv. */
+FN_API fn_status fn_csv_read_column(const char *path, const char *column, float **values,
+                                    size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
