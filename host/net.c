@@ -65,9 +65,8 @@ fn_status net_plan_memory(net *n)
     for (int i = 0; i < n->n_ops; i++) {
         const net_op *op = &n->ops[i];
         def[op->out] = i;
-        if (op->in > last[op->in])
-            last[op->in] = i;
-        if (op->res >= 0 && i > last[op->res])
+        last[op->in] = i; /* ops run in order: the latest reader wins */
+        if (op->res >= 0)
             last[op->res] = i;
     }
     /* Outputs read back after the pass. */

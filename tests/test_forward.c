@@ -79,6 +79,7 @@ static void run_case(const char *dir, const char *name)
     snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
     o.weights = weights;
     o.backend = FN_BACKEND_CPU;
+    o.threads = getenv("FN_TEST_THREADS") ? atoi(getenv("FN_TEST_THREADS")) : 0;
     o.input_size = (int)json_get(meta, "input_size")->number;
     for (int c = 0; c < 3; c++) {
         o.mean[c] = (float)json_at(json_get(meta, "mean"), (size_t)c)->number;

@@ -18,15 +18,16 @@
 #include "error.h"
 #include "logit_scores.h"
 
-#define COL_BUDGET (1u << 20) /* floats in the im2col slab (4 MiB) */
+#define COL_BUDGET (1u << 17) /* floats in a thread's im2col slab (512 KiB: fits L2) */
 
 typedef struct cpu_backend {
     backend base;
     const net *net;
     int max_batch, threads;
     float *arena;    /* net->arena_elems x max_batch */
-    float *work;     /* im2col slab, flattened linear inputs, clipped features */
+    float *work;     /* im2col slabs, flattened linear inputs, clipped features */
     size_t work_elems;
+    size_t col_stride; /* floats of one thread's im2col slab */
     double *sums;    /* C x N per-channel norms of a tapped tensor */
 } cpu_backend;
 
@@ -52,13 +53,11 @@ static inline float activate(float v, net_act act)
 /* im2col for output rows [q0, q1) of the batch (row q = image q/OH, row q%OH),
  * channels [c0, c0 + cin) of x: col is (cin*k*k) x ((q1-q0)*OW). */
 static void im2col(const float *x, float *col, const net_tensor *in, const net_op *op, int n,
-                   int c0, int cin, int oh_count, int ow_count, int q0, int q1, int threads)
+                   int c0, int cin, int oh_count, int ow_count, int q0, int q1)
 {
     const int k = op->k, s = op->stride, p = op->pad, H = in->h, W = in->w;
     const size_t cols = (size_t)(q1 - q0) * (size_t)ow_count;
-    const int rows = cin * k * k;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int r = 0; r < rows; r++) {
+    for (int r = 0; r < cin * k * k; r++) {
         int c = r / (k * k), kh = (r / k) % k, kw = r % k;
         float *dst = col + (size_t)r * cols;
         const float *plane = x + (size_t)(c0 + c) * (size_t)n * H * W;
@@ -82,9 +81,8 @@ static void im2col(const float *x, float *col, const net_tensor *in, const net_o
 
 /* y[co][j] = act(y[co][j] + b[co] + res[co][j]) over columns [j0, j1) of a row stride ld. */
 static void epilogue(float *y, const float *res, const float *b, int cout, size_t ld, size_t j0,
-                     size_t j1, net_act act, int threads)
+                     size_t j1, net_act act)
 {
-#pragma omp parallel for num_threads(threads) schedule(static)
     for (int co = 0; co < cout; co++) {
         float *row = y + (size_t)co * ld;
         const float *rrow = res ? res + (size_t)co * ld : NULL;
@@ -127,6 +125,10 @@ static void conv_depthwise(cpu_backend *cb, const net_op *op, int n)
         }
 }
 
+/* Each thread owns slabs of output rows and runs im2col, a single-threaded
+ * GEMM and the epilogue on them while they are in its cache. Threads never
+ * wait on each other inside a layer, and OpenBLAS never spins threads of its
+ * own against ours. */
 static void conv(cpu_backend *cb, const net_op *op, int n)
 {
     const net *nt = cb->net;
@@ -137,35 +139,39 @@ static void conv(cpu_backend *cb, const net_op *op, int n)
     }
     const float *x = tensor_at(cb, op->in, n), *res = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
     float *y = tensor_at(cb, op->out, n);
-    const int G = op->groups, cin = in->c / G, cout = out->c / G;
+    const int G = op->groups, cin = in->c / G, cout = out->c / G, OW = out->w;
     const int K = cin * op->k * op->k;
-    const size_t ld = (size_t)n * out->h * out->w; /* row stride of y */
+    const size_t ld = (size_t)n * out->h * OW; /* row stride of y */
     const size_t in_plane = (size_t)n * in->h * in->w;
     const int pointwise = op->k == 1 && op->stride == 1 && op->pad == 0;
-    const int total_rows = n * out->h;
-    int slab = (int)(COL_BUDGET / ((size_t)K * out->w));
-    if (slab < 1)
-        slab = 1;
-    for (int g = 0; g < G; g++) {
-        const float *wg = op->w + (size_t)g * cout * K;
-        float *yg = y + (size_t)g * cout * ld;
-        if (pointwise) { /* x itself is the K x (N*H*W) matrix */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K, 1.0f, wg, K,
-                        x + (size_t)g * cin * in_plane, (int)ld, 0.0f, yg, (int)ld);
-            epilogue(yg, res ? res + (size_t)g * cout * ld : NULL, op->b + g * cout, cout, ld, 0, ld,
-                     op->act, cb->threads);
-            continue;
-        }
-        for (int q0 = 0; q0 < total_rows; q0 += slab) {
-            int q1 = q0 + slab < total_rows ? q0 + slab : total_rows;
-            size_t j0 = (size_t)q0 * out->w, cols = (size_t)(q1 - q0) * out->w;
-            im2col(x, cb->work, in, op, n, g * cin, cin, out->h, out->w, q0, q1, cb->threads);
+    const int rows = n * out->h;
+    int slab = (int)(cb->col_stride / ((size_t)K * OW));
+    int fair = (rows + cb->threads * 2 - 1) / (cb->threads * 2); /* >= 2 slabs per thread */
+    slab = slab < 1 ? 1 : slab > fair ? fair : slab;
+    const int slabs = (rows + slab - 1) / slab;
+#pragma omp parallel for num_threads(cb->threads) schedule(dynamic) collapse(2)
+    for (int g = 0; g < G; g++)
+        for (int t = 0; t < slabs; t++) {
+            const int q0 = t * slab, q1 = q0 + slab < rows ? q0 + slab : rows;
+            const size_t j0 = (size_t)q0 * OW, cols = (size_t)(q1 - q0) * OW;
+            const float *wg = op->w + (size_t)g * cout * K;
+            float *yg = y + (size_t)g * cout * ld;
+            const float *b; /* the K x cols matrix: x itself for a 1x1 conv */
+            int ldb;
+            if (pointwise) {
+                b = x + (size_t)g * cin * in_plane + j0;
+                ldb = (int)ld;
+            } else {
+                float *col = cb->work + (size_t)omp_get_thread_num() * cb->col_stride;
+                im2col(x, col, in, op, n, g * cin, cin, out->h, OW, q0, q1);
+                b = col;
+                ldb = (int)cols;
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)cols, K, 1.0f, wg, K,
-                        cb->work, (int)cols, 0.0f, yg + j0, (int)ld);
+                        b, ldb, 0.0f, yg + j0, (int)ld);
             epilogue(yg, res ? res + (size_t)g * cout * ld : NULL, op->b + g * cout, cout, ld, j0,
-                     j0 + cols, op->act, cb->threads);
+                     j0 + cols, op->act);
         }
-    }
 }
 
 /* ---- other ops ------------------------------------------------------------- */
@@ -287,12 +293,18 @@ static const float *as_matrix(cpu_backend *cb, int t, int n)
     return cb->work;
 }
 
-/* y (K x N) = act(W x + b) for x given as a D x N matrix. */
+/* y (K x N) = act(W x + b) for x given as a D x N matrix; threads split the images. */
 static void linear_matrix(cpu_backend *cb, const net_op *op, const float *x, float *y, int n)
 {
     const int K = cb->net->tensors[op->out].c, D = (int)net_tensor_elems(cb->net, op->in);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, n, D, 1.0f, op->w, D, x, n, 0.0f, y, n);
-    epilogue(y, NULL, op->b, K, (size_t)n, 0, (size_t)n, op->act, cb->threads);
+    const int per = (n + cb->threads - 1) / cb->threads;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int i0 = 0; i0 < n; i0 += per) {
+        int cols = i0 + per < n ? per : n - i0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, cols, D, 1.0f, op->w, D, x + i0, n,
+                    0.0f, y + i0, n);
+        epilogue(y, NULL, op->b, K, (size_t)n, (size_t)i0, (size_t)(i0 + cols), op->act);
+    }
 }
 
 /* FeatureNorm: mean over channels of the L2 norm of each channel after ReLU.
@@ -355,7 +367,7 @@ static fn_status cpu_forward(backend *self, int n, const float *x, const uint8_t
 {
     cpu_backend *cb = (cpu_backend *)self;
     const net *nt = cb->net;
-    openblas_set_num_threads(cb->threads);
+    openblas_set_num_threads(1); /* parallelism is ours: see conv() */
     load_input(cb, n, x, x_u8);
     for (int i = 0; i < nt->n_ops; i++) {
         const net_op *op = &nt->ops[i];
@@ -404,25 +416,25 @@ static void cpu_destroy(backend *self)
     free(cb);
 }
 
-/* The largest scratch any op needs, in floats. */
-static size_t work_size(const net *nt, int max_batch)
+/* The largest scratch any op needs, in floats; sets the im2col slab stride. */
+static size_t work_size(cpu_backend *cb, int max_batch)
 {
-    size_t need = 0, widest = 0;
+    const net *nt = cb->net;
+    size_t need = 0;
+    cb->col_stride = COL_BUDGET;
     for (int i = 0; i < nt->n_ops; i++) {
         const net_op *op = &nt->ops[i];
         const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
-        size_t w = 0;
-        if (op->kind == OP_CONV) {
-            size_t K = (size_t)(in->c / op->groups) * op->k * op->k, row = K * out->w;
-            w = row > COL_BUDGET ? row : (COL_BUDGET / row) * row;
-        } else if (op->kind == OP_LINEAR) {
-            w = net_tensor_elems(nt, op->in) * (size_t)max_batch;
+        if (op->kind == OP_CONV) { /* a slab is at least one output row */
+            size_t row = (size_t)(in->c / op->groups) * op->k * op->k * out->w;
+            if (row > cb->col_stride)
+                cb->col_stride = row;
+        } else if (op->kind == OP_LINEAR && net_tensor_elems(nt, op->in) * (size_t)max_batch > need) {
+            need = net_tensor_elems(nt, op->in) * (size_t)max_batch;
         }
-        if (w > need)
-            need = w;
-        if ((size_t)out->c > widest)
-            widest = (size_t)out->c;
     }
+    if (cb->col_stride * (size_t)cb->threads > need)
+        need = cb->col_stride * (size_t)cb->threads;
     /* ReAct: flattened features + clipped copy + logits */
     size_t react = ((size_t)nt->feature_dim * 2 + (size_t)nt->num_classes) * (size_t)max_batch;
     return need > react ? need : react;
@@ -452,7 +464,7 @@ fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend *
             widest = (size_t)t->c;
     }
     size_t arena = nt->arena_elems * (size_t)cfg->max_batch;
-    cb->work_elems = work_size(nt, cfg->max_batch);
+    cb->work_elems = work_size(cb, cfg->max_batch);
     cb->arena = malloc(sizeof(float) * arena);
     cb->work = malloc(sizeof(float) * cb->work_elems);
     cb->sums = malloc(sizeof(double) * widest * (size_t)cfg->max_batch);
