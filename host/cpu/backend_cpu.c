@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "conv_direct.h"
 #include "error.h"
 #include "logit_scores.h"
 
@@ -28,6 +29,8 @@ typedef struct cpu_backend {
     float *work;     /* im2col slabs, flattened linear inputs, clipped features */
     size_t work_elems;
     size_t col_stride; /* floats of one thread's im2col slab */
+    float **packed;    /* per op: weights re-laid for the direct kernel, or NULL */
+    float *padded;     /* zero-padded input of a direct convolution */
     double *sums;    /* C x N per-channel norms of a tapped tensor */
 } cpu_backend;
 
@@ -51,44 +54,76 @@ static inline float activate(float v, net_act act)
 /* ---- convolution ----------------------------------------------------------- */
 
 /* im2col for output rows [q0, q1) of the batch (row q = image q/OH, row q%OH),
- * channels [c0, c0 + cin) of x: col is (cin*k*k) x ((q1-q0)*OW). */
-static void im2col(const float *x, float *col, const net_tensor *in, const net_op *op, int n,
-                   int c0, int cin, int oh_count, int ow_count, int q0, int q1)
+ * channels [c0, c0 + cin) of x: col is (cin*k*k) x ((q1-q0)*OW). Each output
+ * row splits into a zero left margin, a run read from the input and a zero
+ * right margin, so the copy loop itself has no branches. */
+static void im2col(const float *restrict x, float *restrict col, const net_tensor *in,
+                   const net_op *op, int n, int c0, int cin, int oh_count, int ow_count, int q0,
+                   int q1)
 {
     const int k = op->k, s = op->stride, p = op->pad, H = in->h, W = in->w;
     const size_t cols = (size_t)(q1 - q0) * (size_t)ow_count;
-    for (int r = 0; r < cin * k * k; r++) {
-        int c = r / (k * k), kh = (r / k) % k, kw = r % k;
-        float *dst = col + (size_t)r * cols;
-        const float *plane = x + (size_t)(c0 + c) * (size_t)n * H * W;
-        for (int q = q0; q < q1; q++, dst += ow_count) {
-            int img = q / oh_count, ih = (q % oh_count) * s - p + kh;
-            if (ih < 0 || ih >= H) {
-                memset(dst, 0, sizeof(float) * (size_t)ow_count);
-                continue;
+    for (int kw = 0; kw < k; kw++) {
+        /* valid outputs: 0 <= ow*s - p + kw < W */
+        int lo = p - kw > 0 ? (p - kw + s - 1) / s : 0;
+        int hi = (W - 1 + p - kw) / s + 1;
+        if (W - 1 + p - kw < 0)
+            hi = 0;
+        if (hi > ow_count)
+            hi = ow_count;
+        if (lo > hi)
+            lo = hi;
+        for (int c = 0; c < cin; c++)
+            for (int kh = 0; kh < k; kh++) {
+                float *dst = col + (size_t)((c * k + kh) * k + kw) * cols;
+                const float *plane = x + (size_t)(c0 + c) * (size_t)n * H * W;
+                for (int q = q0; q < q1; q++, dst += ow_count) {
+                    int img = q / oh_count, ih = (q % oh_count) * s - p + kh;
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, sizeof(float) * (size_t)ow_count);
+                        continue;
+                    }
+                    const float *src = plane + ((size_t)img * H + ih) * W - p + kw;
+                    for (int ow = 0; ow < lo; ow++)
+                        dst[ow] = 0.0f;
+                    if (s == 1)
+                        memcpy(dst + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
+                    else
+                        for (int ow = lo; ow < hi; ow++)
+                            dst[ow] = src[ow * s];
+                    for (int ow = hi; ow < ow_count; ow++)
+                        dst[ow] = 0.0f;
+                }
             }
-            const float *row = plane + ((size_t)img * H + ih) * W;
-            int iw = kw - p;
-            if (s == 1 && iw >= 0 && iw + ow_count <= W) {
-                memcpy(dst, row + iw, sizeof(float) * (size_t)ow_count);
-                continue;
-            }
-            for (int ow = 0; ow < ow_count; ow++, iw += s)
-                dst[ow] = iw >= 0 && iw < W ? row[iw] : 0.0f;
-        }
     }
 }
 
-/* y[co][j] = act(y[co][j] + b[co] + res[co][j]) over columns [j0, j1) of a row stride ld. */
+/* y[co][j] = act(y[co][j] + b[co] (+ res[co][j])) over columns [j0, j1) of
+ * rows of stride ld. One loop per case so that each one vectorises. */
 static void epilogue(float *y, const float *res, const float *b, int cout, size_t ld, size_t j0,
                      size_t j1, net_act act)
 {
     for (int co = 0; co < cout; co++) {
-        float *row = y + (size_t)co * ld;
-        const float *rrow = res ? res + (size_t)co * ld : NULL;
-        float bias = b[co];
-        for (size_t j = j0; j < j1; j++)
-            row[j] = activate(row[j] + bias + (rrow ? rrow[j] : 0.0f), act);
+        float *restrict row = y + (size_t)co * ld;
+        const float *restrict r = res ? res + (size_t)co * ld : NULL;
+        const float bias = b[co];
+        if (act == ACT_RELU && r) {
+            for (size_t j = j0; j < j1; j++) {
+                float v = row[j] + bias + r[j];
+                row[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (act == ACT_RELU) {
+            for (size_t j = j0; j < j1; j++) {
+                float v = row[j] + bias;
+                row[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (act == ACT_NONE && r) {
+            for (size_t j = j0; j < j1; j++)
+                row[j] += bias + r[j];
+        } else {
+            for (size_t j = j0; j < j1; j++)
+                row[j] = activate(row[j] + bias + (r ? r[j] : 0.0f), act);
+        }
     }
 }
 
@@ -125,6 +160,26 @@ static void conv_depthwise(cpu_backend *cb, const net_op *op, int n)
         }
 }
 
+/* Stride-1 k x k: pad the input once, then each thread computes slabs of
+ * output rows straight from it (conv_direct.c). */
+static void conv_direct(cpu_backend *cb, const net_op *op, const float *packed, int n)
+{
+    const net *nt = cb->net;
+    const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
+    const float *x = tensor_at(cb, op->in, n), *res = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
+    float *y = tensor_at(cb, op->out, n);
+    const int planes = in->c * n, rows = n * out->h;
+    const int per = (planes + cb->threads * 4 - 1) / (cb->threads * 4);
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int p0 = 0; p0 < planes; p0 += per)
+        direct_pad_input(x, cb->padded, op, in, out, n, p0, p0 + per < planes ? p0 + per : planes);
+    const int slab = (rows + cb->threads * 8 - 1) / (cb->threads * 8);
+#pragma omp parallel for num_threads(cb->threads) schedule(dynamic)
+    for (int q0 = 0; q0 < rows; q0 += slab)
+        direct_conv_rows(cb->padded, packed, op, in->c, out->c, in, out, n, res, y, q0,
+                         q0 + slab < rows ? q0 + slab : rows);
+}
+
 /* Each thread owns slabs of output rows and runs im2col, a single-threaded
  * GEMM and the epilogue on them while they are in its cache. Threads never
  * wait on each other inside a layer, and OpenBLAS never spins threads of its
@@ -133,6 +188,11 @@ static void conv(cpu_backend *cb, const net_op *op, int n)
 {
     const net *nt = cb->net;
     const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
+    const float *packed = cb->packed[op - nt->ops];
+    if (packed) {
+        conv_direct(cb, op, packed, n);
+        return;
+    }
     if (op->groups > 1 && op->groups == in->c) {
         conv_depthwise(cb, op, n);
         return;
@@ -308,7 +368,8 @@ static void linear_matrix(cpu_backend *cb, const net_op *op, const float *x, flo
 }
 
 /* FeatureNorm: mean over channels of the L2 norm of each channel after ReLU.
- * Accumulates in double: this backend is the oracle the GPU is checked against. */
+ * Sums of squares in float over short runs, then in double: the CUDA kernel's
+ * FP32 accumulation is checked against this. */
 static void feature_norms(cpu_backend *cb, int t, int n, float *norms, int block, int n_blocks)
 {
     const net_tensor *x = &cb->net->tensors[t];
@@ -318,9 +379,15 @@ static void feature_norms(cpu_backend *cb, int t, int n, float *norms, int block
     for (int cn = 0; cn < x->c * n; cn++) {
         const float *p = src + (size_t)cn * hw;
         double ss = 0;
-        for (size_t i = 0; i < hw; i++)
-            if (p[i] > 0)
-                ss += (double)p[i] * p[i];
+        for (size_t i0 = 0; i0 < hw; i0 += 256) {
+            size_t i1 = i0 + 256 < hw ? i0 + 256 : hw;
+            float run = 0;
+            for (size_t i = i0; i < i1; i++) {
+                float v = p[i] > 0.0f ? p[i] : 0.0f;
+                run += v * v;
+            }
+            ss += run;
+        }
         cb->sums[cn] = sqrt(ss);
     }
     for (int img = 0; img < n; img++) {
@@ -410,6 +477,10 @@ static void cpu_destroy(backend *self)
     cpu_backend *cb = (cpu_backend *)self;
     if (!cb)
         return;
+    for (int i = 0; cb->packed && i < cb->net->n_ops; i++)
+        free(cb->packed[i]);
+    free(cb->packed);
+    free(cb->padded);
     free(cb->arena);
     free(cb->work);
     free(cb->sums);
@@ -463,12 +534,30 @@ fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend *
         if ((size_t)t->c > widest)
             widest = (size_t)t->c;
     }
+    size_t padded = 0; /* the largest padded input of a direct convolution */
+    cb->packed = calloc((size_t)nt->n_ops, sizeof *cb->packed);
+    for (int i = 0; cb->packed && i < nt->n_ops; i++) {
+        const net_op *op = &nt->ops[i];
+        const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
+        if (!direct_conv_eligible(op, in))
+            continue;
+        int hp, wp;
+        direct_padded_shape(op, in, out, &hp, &wp);
+        if ((size_t)in->c * hp * wp > padded)
+            padded = (size_t)in->c * hp * wp;
+        if (!(cb->packed[i] = direct_pack_weights(op, in->c, out->c)))
+            break;
+    }
+    cb->padded = padded ? malloc(sizeof(float) * padded * (size_t)cfg->max_batch) : NULL;
     size_t arena = nt->arena_elems * (size_t)cfg->max_batch;
     cb->work_elems = work_size(cb, cfg->max_batch);
     cb->arena = malloc(sizeof(float) * arena);
     cb->work = malloc(sizeof(float) * cb->work_elems);
     cb->sums = malloc(sizeof(double) * widest * (size_t)cfg->max_batch);
-    if (!cb->arena || !cb->work || !cb->sums) {
+    int packed_ok = cb->packed != NULL;
+    for (int i = 0; packed_ok && i < nt->n_ops; i++)
+        packed_ok = cb->packed[i] || !direct_conv_eligible(&nt->ops[i], &nt->tensors[nt->ops[i].in]);
+    if (!cb->arena || !cb->work || !cb->sums || !packed_ok || (padded && !cb->padded)) {
         cpu_destroy(&cb->base);
         return fn_fail(FN_ERR_NO_MEMORY,
                        "out of host memory: %s at batch %d needs %.1f MiB of activations; "
