@@ -269,7 +269,7 @@ int nb_conv(net_builder *nb, int in, const char *conv, const char *bn, int cout,
         return -1;
     if (!(op->b = fn_calloc((size_t)cout, sizeof(float))))
         return fail(nb, FN_ERR_NO_MEMORY);
-    if (bias || !bn) {
+    if (bias) {
         float *cb = read_param(nb, conv, "bias", 1, bshape);
         if (!cb)
             return -1;

@@ -88,8 +88,8 @@ typedef struct net_builder {
 #define NB_DEPTHWISE 0 /* groups argument: one group per input channel */
 
 int nb_input(net_builder *nb, int size);
-/* Conv from "<conv>.weight" (and "<conv>.bias" if bn is NULL and bias is set),
- * BatchNorm "<bn>.*" folded in. cout is the default width; with weights it comes
+/* Conv from "<conv>.weight" (and "<conv>.bias" when bias is set), BatchNorm
+ * "<bn>.*" (when bn is not NULL) folded in. cout is the default width; with weights it comes
  * from the tensor's shape, so reduced-width variants load too. Returns the
  * output tensor id, or -1 once an error has been recorded. */
 int nb_conv(net_builder *nb, int in, const char *conv, const char *bn, int cout, int k,

@@ -39,5 +39,11 @@ int build_resnet18_cifar(net_builder *nb, int input, const arch_options *o);
 int build_resnet18(net_builder *nb, int input, const arch_options *o);
 int build_resnet34(net_builder *nb, int input, const arch_options *o);
 int build_resnet50(net_builder *nb, int input, const arch_options *o);
+int build_wrn28_10(net_builder *nb, int input, const arch_options *o);
+int build_vgg11_cifar(net_builder *nb, int input, const arch_options *o);
+int build_vgg16(net_builder *nb, int input, const arch_options *o);
+int build_vgg16_bn(net_builder *nb, int input, const arch_options *o);
+int build_mobilenet_v2(net_builder *nb, int input, const arch_options *o);
+int build_mobilenet_v3_large(net_builder *nb, int input, const arch_options *o);
 
 #endif

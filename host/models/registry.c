@@ -28,6 +28,19 @@ static const arch archs[] = {
      IMAGENET_MEAN, IMAGENET_STD, 1e-5f},
     {"resnet50", "torchvision ResNet-50 (ImageNet, bottleneck)", build_resnet50, 224,
      FN_PRESET_IMAGENET, IMAGENET_MEAN, IMAGENET_STD, 1e-5f},
+    {"wrn28_10", "WideResNet-28-10 for CIFAR (pre-activation blocks)", build_wrn28_10, 32,
+     FN_PRESET_CIFAR, HALF, HALF, 1e-5f},
+    {"vgg11_cifar", "VGG-11 for CIFAR (no BN, classifier 512-512-512-10)", build_vgg11_cifar, 32,
+     FN_PRESET_CIFAR, HALF, HALF, 1e-5f},
+    {"vgg16", "torchvision VGG-16 (ImageNet)", build_vgg16, 224, FN_PRESET_IMAGENET,
+     IMAGENET_MEAN, IMAGENET_STD, 1e-5f},
+    {"vgg16_bn", "torchvision VGG-16 with BatchNorm (ImageNet)", build_vgg16_bn, 224,
+     FN_PRESET_IMAGENET, IMAGENET_MEAN, IMAGENET_STD, 1e-5f},
+    {"mobilenet_v2", "torchvision MobileNetV2 (ImageNet)", build_mobilenet_v2, 224,
+     FN_PRESET_IMAGENET, IMAGENET_MEAN, IMAGENET_STD, 1e-5f},
+    /* torchvision builds MobileNetV3's BatchNorms with eps 0.001 */
+    {"mobilenet_v3_large", "torchvision MobileNetV3-Large (ImageNet; hardswish, SE)",
+     build_mobilenet_v3_large, 224, FN_PRESET_IMAGENET, IMAGENET_MEAN, IMAGENET_STD, 1e-3f},
 };
 
 int arch_count(void) { return (int)(sizeof archs / sizeof archs[0]); }

@@ -1,0 +1,125 @@
+/* preprocess.cu: the network's input on the device.
+ *
+ *   uint8 RGB, n x S x S x 3  ->  normalised NCHW float, or NHWC half/bf16
+ *   float NCHW (normalised)   ->  NHWC half/bf16 (the float API on FP16/BF16)
+ *
+ * The byte path looks every value up in table[c][v] = (v/255 - mean[c]) /
+ * std[c], computed once on the host by net_input_table exactly as the CPU
+ * backend computes it, so FP32 inputs are bit-identical to the CPU's. The
+ * table travels as a __grid_constant__ kernel parameter (constant memory, no
+ * global state shared between models) and is copied to shared memory at block
+ * start: lookups with a different byte in every lane would serialise in the
+ * constant cache, while shared memory serves them in parallel.
+ *
+ * Also the host-side float -> FP16/BF16 rounding used for weights, so that
+ * host and device round the same way (cuda_fp16.h's own host functions). */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define THREADS 256
+
+struct norm_table {
+    float v[3][256];
+};
+
+static __device__ __forceinline__ void put(float *p, size_t i, float v) { p[i] = v; }
+static __device__ __forceinline__ void put(__half *p, size_t i, float v) { p[i] = __float2half_rn(v); }
+static __device__ __forceinline__ void put(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+
+static unsigned grid_for(size_t work)
+{
+    size_t blocks = (work + THREADS - 1) / THREADS;
+    return (unsigned)(blocks < 65536 ? (blocks ? blocks : 1) : 65536); /* grid-stride beyond */
+}
+
+/* One thread per pixel: reads its 3 bytes, writes 3 values. */
+template <typename T>
+static __global__ void __launch_bounds__(THREADS)
+preprocess_u8(const uint8_t *__restrict__ src, T *__restrict__ dst, size_t pixels, int hw,
+              int nhwc, const __grid_constant__ norm_table table)
+{
+    __shared__ float tab[3][256];
+    for (int i = threadIdx.x; i < 3 * 256; i += THREADS)
+        tab[i / 256][i % 256] = table.v[i / 256][i % 256];
+    __syncthreads();
+    for (size_t q = (size_t)blockIdx.x * THREADS + threadIdx.x; q < pixels;
+         q += (size_t)gridDim.x * THREADS) {
+        const uint8_t *s = src + q * 3;
+        if (nhwc) {
+            for (int c = 0; c < 3; c++)
+                put(dst, q * 3 + c, tab[c][s[c]]);
+        } else {
+            size_t img = q / hw, p = q % hw;
+            for (int c = 0; c < 3; c++)
+                put(dst, (img * 3 + c) * hw + p, tab[c][s[c]]);
+        }
+    }
+}
+
+/* One thread per pixel: gathers its c floats from the planes. */
+template <typename T>
+static __global__ void __launch_bounds__(THREADS)
+convert_nchw_f32(const float *__restrict__ src, T *__restrict__ dst, size_t pixels, int c, int hw,
+                 int nhwc)
+{
+    for (size_t q = (size_t)blockIdx.x * THREADS + threadIdx.x; q < pixels;
+         q += (size_t)gridDim.x * THREADS) {
+        size_t img = q / hw, p = q % hw;
+        for (int k = 0; k < c; k++) {
+            size_t from = (img * c + k) * hw + p;
+            put(dst, nhwc ? q * c + k : from, src[from]);
+        }
+    }
+}
+
+extern "C" cudaError_t fn_launch_preprocess_u8(const uint8_t *src, void *dst, fn_shape s,
+                                               const float table[3][256], cudaStream_t stream)
+{
+    if (s.c != 3 || s.n <= 0 || s.h <= 0 || s.w <= 0)
+        return cudaErrorInvalidValue;
+    norm_table t;
+    memcpy(t.v, table, sizeof t.v);
+    const size_t pixels = (size_t)s.n * s.h * s.w;
+    const int hw = s.h * s.w, nhwc = s.layout == FN_NHWC;
+    const unsigned grid = grid_for(pixels);
+    switch (s.dtype) {
+    case FN_DT_F32: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (float *)dst, pixels, hw, nhwc, t); break;
+    case FN_DT_F16: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (__half *)dst, pixels, hw, nhwc, t); break;
+    case FN_DT_BF16: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (__nv_bfloat16 *)dst, pixels, hw, nhwc, t); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t fn_launch_convert_nchw_f32(const float *src, void *dst, fn_shape s,
+                                                  cudaStream_t stream)
+{
+    if (s.n <= 0 || s.c <= 0 || s.h <= 0 || s.w <= 0)
+        return cudaErrorInvalidValue;
+    const size_t pixels = (size_t)s.n * s.h * s.w;
+    const int hw = s.h * s.w, nhwc = s.layout == FN_NHWC;
+    const unsigned grid = grid_for(pixels);
+    switch (s.dtype) {
+    case FN_DT_F32: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (float *)dst, pixels, s.c, hw, nhwc); break;
+    case FN_DT_F16: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (__half *)dst, pixels, s.c, hw, nhwc); break;
+    case FN_DT_BF16: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (__nv_bfloat16 *)dst, pixels, s.c, hw, nhwc); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+extern "C" void fn_host_round_to_half(const float *src, void *dst, size_t count, fn_dtype dtype)
+{
+    if (dtype == FN_DT_F16) {
+        __half *d = (__half *)dst;
+        for (size_t i = 0; i < count; i++)
+            d[i] = __float2half_rn(src[i]);
+    } else if (dtype == FN_DT_BF16) {
+        __nv_bfloat16 *d = (__nv_bfloat16 *)dst;
+        for (size_t i = 0; i < count; i++)
+            d[i] = __float2bfloat16_rn(src[i]);
+    }
+}
