@@ -32,7 +32,11 @@ static inline fn_status fn_cudnn_error(cudnnStatus_t e, const char *call, const 
 {
     char detail[256] = "";
     cudnnGetLastErrorString(detail, sizeof detail); /* cuDNN 9: why, when it knows */
-    return fn_fail(e == CUDNN_STATUS_ALLOC_FAILED ? FN_ERR_DEVICE_MEMORY : FN_ERR_DEVICE,
+    /* cuDNN 9 split the old ALLOC_FAILED into host (its new alias) and device
+     * allocation failures; either means this batch does not fit. */
+    int alloc = e == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+                e == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+    return fn_fail(alloc ? FN_ERR_DEVICE_MEMORY : FN_ERR_DEVICE,
                    "%s:%d: %s: %s%s%s", file, line, call, cudnnGetErrorString(e),
                    detail[0] ? ": " : "", detail);
 }

@@ -134,7 +134,8 @@ static fn_status label_by_folder(fn_dataset *d, const char *root)
 static fn_status open_folder(fn_dataset *d, const char *root, int labels)
 {
     FN_TRY(walk(d, root, 0));
-    qsort(d->items, d->n, sizeof *d->items, compare_names);
+    if (d->n > 1)
+        qsort(d->items, d->n, sizeof *d->items, compare_names);
     return labels ? label_by_folder(d, root) : FN_OK;
 }
 

@@ -21,21 +21,6 @@ fn_status fn_fail(fn_status s, const char *fmt, ...)
     return s;
 }
 
-fn_status fn_fail_context(fn_status s, const char *fmt, ...)
-{
-    char prefix[1024], old[sizeof last_error];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
-    va_end(ap);
-    memcpy(old, last_error, sizeof old);
-    int used = snprintf(last_error, sizeof last_error, "%s: ", prefix);
-    if (used > 0 && (size_t)used < sizeof last_error)
-        snprintf(last_error + used, sizeof last_error - (size_t)used, "%s", old);
-    last_error[sizeof last_error - 1] = '\0';
-    return s;
-}
-
 const char *fn_status_name(fn_status s)
 {
     switch (s) {

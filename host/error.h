@@ -14,8 +14,6 @@
 #endif
 
 fn_status fn_fail(fn_status s, const char *fmt, ...) FN_PRINTF(2, 3);
-/* Prefix the current message with context ("weights.safetensors: ...") and return s. */
-fn_status fn_fail_context(fn_status s, const char *fmt, ...) FN_PRINTF(2, 3);
 void fn_clear_error(void);
 
 /* Checked allocations: on failure they set FN_ERR_NO_MEMORY's message. */

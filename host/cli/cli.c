@@ -209,41 +209,35 @@ int cli_error(fn_status s)
 int cli_load_model(const cli_args *a, int allow_no_weights, fn_model **m)
 {
     fn_model_options o;
+    *m = NULL;
     if (cli_model_options(a, &o))
-        return -1;
+        return 2;
     if (!o.weights && !allow_no_weights) {
         fprintf(stderr, "featurenorm: --weights is required\n");
-        return -1;
+        return 2;
     }
     fn_status s = fn_model_load(&o, m);
-    if (s != FN_OK) {
-        cli_error(s);
-        return -1;
-    }
-    return 0;
+    return s == FN_OK ? 0 : cli_error(s);
 }
 
 int cli_open_dataset(const cli_args *a, fn_dataset **d)
 {
     const char *path = cli_get(a, "data");
+    *d = NULL;
     if (!path) {
         fprintf(stderr, "featurenorm: --data is required\n");
-        return -1;
+        return 2;
     }
     fn_dataset_options o;
     fn_dataset_options_init(&o);
     long limit = 0, every = 0;
     if (cli_int(a, "limit", 1, __LONG_MAX__, &limit) || cli_int(a, "every", 1, __LONG_MAX__, &every))
-        return -1;
+        return 2;
     o.limit = (size_t)limit;
     o.every = (size_t)every;
     o.labels = cli_has(a, "labels");
     fn_status s = fn_dataset_open(path, &o, d);
-    if (s != FN_OK) {
-        cli_error(s);
-        return -1;
-    }
-    return 0;
+    return s == FN_OK ? 0 : cli_error(s);
 }
 
 int cli_run_options(const cli_args *a, fn_run_options *o)

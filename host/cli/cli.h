@@ -58,7 +58,7 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
     {"quiet", NULL, "no progress on stderr", 0}
 
 int cli_model_options(const cli_args *a, fn_model_options *o);
-/* Loads the model (weights required unless allow_no_weights). Prints errors. */
+/* These print their errors and return an exit status: 0, 2 (bad flags) or 1. */
 int cli_load_model(const cli_args *a, int allow_no_weights, fn_model **m);
 int cli_open_dataset(const cli_args *a, fn_dataset **d);
 int cli_run_options(const cli_args *a, fn_run_options *o);

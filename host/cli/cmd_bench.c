@@ -32,8 +32,8 @@ int cmd_bench(int argc, char **argv)
     if (cli_int(&a, "iters", 1, 1000000, &iters) || cli_int(&a, "warmup", 0, 1000000, &warmup))
         return 2;
     fn_model *m;
-    if (cli_load_model(&a, 0, &m))
-        return 1;
+    if ((r = cli_load_model(&a, 0, &m)))
+        return r;
     fn_model_info info;
     fn_model_get_info(m, &info);
     const int n = info.max_batch;

@@ -21,8 +21,8 @@ int cmd_info(int argc, char **argv)
         return 0;
     }
     fn_model *m;
-    if (cli_load_model(&a, 1, &m))
-        return 1;
+    if ((r = cli_load_model(&a, 1, &m)))
+        return r;
     fn_model_info info;
     fn_model_get_info(m, &info);
     static const char *const presets[] = {"auto", "cifar", "imagenet"};

@@ -43,8 +43,9 @@ int cmd_score(int argc, char **argv)
     fn_scores *sc = NULL;
     int rc = 1;
     fn_status s;
-    if (cli_load_model(&a, 0, &m) || cli_open_dataset(&a, &d))
+    if ((rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
         goto done;
+    rc = 1;
     if (cli_has(&a, "selection")) {
         if ((s = fn_selection_read_json(cli_get(&a, "selection"), m, &sel)) != FN_OK) {
             cli_error(s);

@@ -39,8 +39,9 @@ int cmd_select(int argc, char **argv)
     fn_dataset *d = NULL;
     fn_selection *sel = NULL;
     int rc = 1;
-    if (cli_load_model(&a, 0, &m) || cli_open_dataset(&a, &d))
+    if ((rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
         goto done;
+    rc = 1;
     fn_status s = fn_select_block(m, d, &ro, &sel);
     if (s == FN_OK)
         s = fn_selection_write_json(sel, m, cli_get(&a, "data"), out);
