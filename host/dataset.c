@@ -34,6 +34,8 @@ static const char *const image_exts[] = {"png", "jpg", "jpeg", "bmp", "gif", "tg
 static char *join(const char *dir, const char *name)
 {
     size_t a = strlen(dir), b = strlen(name);
+    while (a > 1 && dir[a - 1] == '/')
+        a--;
     char *p = fn_malloc(a + b + 2);
     if (p) {
         memcpy(p, dir, a);
@@ -107,6 +109,8 @@ static fn_status walk(fn_dataset *d, const char *dir, int depth)
 static fn_status label_by_folder(fn_dataset *d, const char *root)
 {
     size_t root_len = strlen(root), n_classes = 0;
+    while (root_len > 1 && root[root_len - 1] == '/') /* as join() writes it */
+        root_len--;
     char **classes = fn_calloc(d->n + 1, sizeof *classes);
     if (!classes)
         return FN_ERR_NO_MEMORY;

@@ -90,9 +90,9 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     fn_status st = alloc_scores(s, d->n, o->react_clip > 0, o->block >= 0);
     if (st == FN_OK)
         st = pipeline_create(d, rs.preset, m->net.input_size, rs.batch, rs.threads, o->strict,
-                             o->quiet, &p);
+                             !o->verbose, &p);
     progress pr;
-    progress_start(&pr, "score", d->n, o->quiet);
+    progress_start(&pr, "score", d->n, !o->verbose);
     while (st == FN_OK) {
         pipeline_batch b;
         if ((st = pipeline_next(p, &b)) != FN_OK || b.n == 0)

@@ -132,9 +132,9 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
     if (!valid || !pair || !norms || !features || !res.v)
         st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for batch %d", rs.batch);
     if (st == FN_OK)
-        st = pipeline_create(d, rs.preset, S, rs.batch, rs.threads, o->strict, o->quiet, &p);
+        st = pipeline_create(d, rs.preset, S, rs.batch, rs.threads, o->strict, !o->verbose, &p);
     progress pr;
-    progress_start(&pr, "select", d->n, o->quiet);
+    progress_start(&pr, "select", d->n, !o->verbose);
     while (st == FN_OK) {
         pipeline_batch b;
         if ((st = pipeline_next(p, &b)) != FN_OK || b.n == 0)

@@ -166,7 +166,7 @@ typedef struct fn_run_options {
     int batch;             /* images per forward (0: the model's max_batch) */
     int decode_threads;    /* 0: the model's thread count */
     int strict;            /* 1: stop at the first unreadable image; 0: skip it */
-    int quiet;             /* 1: no progress lines on stderr */
+    int verbose;           /* 1: progress and skipped images on stderr */
     /* score */
     int block;             /* block for the fn_selected column (-1: none) */
     float react_clip;      /* > 0: also compute react_energy */

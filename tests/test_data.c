@@ -181,7 +181,6 @@ static void scoring(void)
     CHECK(fn_dataset_size(d) == 15);
     fn_run_options ro;
     fn_run_options_init(&ro);
-    ro.quiet = 1;
     ro.batch = 4;
     ro.block = 8;
     ro.react_clip = 1.0f;
@@ -231,7 +230,6 @@ static void scoring(void)
     /* selection over the same folder: NormRatio per block, repeatable */
     fn_run_options so;
     fn_run_options_init(&so);
-    so.quiet = 1;
     so.seed = 3;
     fn_selection *a, *b;
     REQUIRE_OK(fn_select_block(m, d, &so, &a));

@@ -66,7 +66,6 @@ static void run(const char *arch, const char *th)
     REQUIRE(fn_dataset_size(d) == 100);
     fn_run_options ro;
     fn_run_options_init(&ro);
-    ro.quiet = 1;
     ro.batch = 32;
     fn_scores *s;
     REQUIRE_OK(fn_score_dataset(m, d, &ro, &s));

@@ -252,6 +252,6 @@ int cli_run_options(const cli_args *a, fn_run_options *o)
     o->preset = (fn_preset)preset;
     o->decode_threads = (int)threads;
     o->strict = cli_has(a, "strict");
-    o->quiet = cli_has(a, "quiet");
+    o->verbose = !cli_has(a, "quiet");
     return 0;
 }

@@ -67,7 +67,7 @@ int cmd_score(int argc, char **argv)
         cli_error(s);
         goto done;
     }
-    if (!ro.quiet)
+    if (ro.verbose)
         fprintf(stderr, "featurenorm: scored %zu images%s%s%s%s\n", sc->n, out ? " -> " : "",
                 out ? out : "", npy ? " and " : "", npy ? npy : "");
     rc = 0;
