@@ -172,7 +172,7 @@ int cli_model_options(const cli_args *a, fn_model_options *o)
     fn_model_options_init(o);
     o->arch = cli_get(a, "arch");
     o->weights = cli_get(a, "weights");
-    o->verbose = 1;
+    o->verbose = !cli_has(a, "quiet"); /* which backend, and why */
     int backend = 0, precision = 0;
     long batch = 0, threads = 0, size = 0, pad = 0;
     if (choose("backend", cli_get(a, "backend"), backends, 3, &backend) ||
