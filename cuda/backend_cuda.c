@@ -45,8 +45,14 @@
 #define ALIGN 256                       /* bytes: every buffer and parameter */
 #define CUBLAS_WS_BYTES ((size_t)32 << 20) /* cuBLAS's advice for Hopper */
 #define MARGIN_BYTES ((size_t)256 << 20) /* cuDNN/cuBLAS internals, fragmentation */
-#define COPY_CHUNK ((size_t)4 << 20)    /* input staging: memcpy one chunk while the last flies */
+#define COPY_CHUNK ((size_t)2 << 20)    /* input staging: threads copy chunks while earlier ones fly */
 #define MIB (1024.0 * 1024.0)
+
+/* The kernels take net_act by value. */
+_Static_assert((int)FN_ACT_NONE == (int)ACT_NONE && (int)FN_ACT_RELU == (int)ACT_RELU &&
+                   (int)FN_ACT_RELU6 == (int)ACT_RELU6 && (int)FN_ACT_HARDSWISH == (int)ACT_HARDSWISH &&
+                   (int)FN_ACT_HARDSIGMOID == (int)ACT_HARDSIGMOID,
+               "kernels.h's activations must follow net.h's net_act");
 
 /* What one op needs beyond the net's description. */
 typedef struct op_plan {
@@ -81,7 +87,7 @@ typedef struct misc_layout {
 typedef struct cuda_backend {
     backend base;
     const net *net;
-    int max_batch, cur_n, device;
+    int max_batch, cur_n, device, threads;
     int verbose, no_fuse, heuristic;
     fn_precision precision;
     fn_dtype dtype;
@@ -201,6 +207,15 @@ int cuda_backend_usable(char *why, size_t why_len)
     if (dnn / 10000 != CUDNN_MAJOR) {
         snprintf(why, why_len, "cuDNN %zu.%zu is loaded but this build needs cuDNN %d", dnn / 10000,
                  dnn % 10000 / 100, CUDNN_MAJOR);
+        return 0;
+    }
+    /* cuDNN 9 loads its convolution and ops sub-libraries on first use: load
+     * them now, so that a missing libcudnn_cnn/ops says so here. */
+    cudnnStatus_t s = cudnnOpsVersionCheck();
+    if (s == CUDNN_STATUS_SUCCESS)
+        s = cudnnCnnVersionCheck();
+    if (s != CUDNN_STATUS_SUCCESS) {
+        snprintf(why, why_len, "cuDNN's ops/cnn sub-libraries are not usable: %s", cudnnGetErrorString(s));
         return 0;
     }
     snprintf(why, why_len, "%s", prop.name);
@@ -557,7 +572,8 @@ static fn_status create_descriptors(cuda_backend *cb)
         CK_CUDNN(cudnnSetConvolutionGroupCount(p->cdesc, op->groups));
         CK_CUDNN(cudnnSetConvolutionMathType(p->cdesc, math_request(cb->precision)));
         CK_CUDNN(cudnnCreateTensorDescriptor(&p->bdesc));
-        CK_CUDNN(cudnnSetTensor4dDescriptor(p->bdesc, CUDNN_TENSOR_NCHW, cb->cudnn_type, 1, out->c, 1, 1));
+        /* the data's format, as other NHWC users of the fused call do (lc0) */
+        CK_CUDNN(cudnnSetTensor4dDescriptor(p->bdesc, fmt, cb->cudnn_type, 1, out->c, 1, 1));
         int n, c, h, w; /* cuDNN must agree with the net on the output's shape */
         CK_CUDNN(cudnnGetConvolution2dForwardOutputDim(p->cdesc, cb->tdesc[op->in], p->wdesc, &n, &c, &h, &w));
         if (n != cb->max_batch || c != out->c || h != out->h || w != out->w)
@@ -769,7 +785,8 @@ static fn_status run_linear(cuda_backend *cb, int i, const void *x, int n, void 
     float *acc = (float *)(cb->misc + cb->ml.lin_acc);
     const cublasComputeType_t compute =
         cb->precision == FN_PRECISION_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    /* Column-major view: acc (K x n) = W^T... i.e. W (D x K)^T times x (D x n). */
+    /* cuBLAS is column-major: W (K x D row-major) is a D x K matrix, x (n rows
+     * of D) is D x n, and acc = W^T x is K x n, i.e. n rows of K logits. */
     CK_CUBLAS(cublasGemmEx(cb->cublas, CUBLAS_OP_T, CUBLAS_OP_N, K, n, D, &one, p->w, cb->blas_type, D, x,
                            cb->blas_type, D, &zero, acc, CUDA_R_32F, K, compute, CUBLAS_GEMM_DEFAULT));
     CK_CUDA(fn_launch_linear_epilogue(acc, p->b, n, K, op->act, y, cb->dtype, y_f32, cb->compute));
@@ -813,10 +830,18 @@ static fn_status load_input(cuda_backend *cb, int n, const float *x, const uint8
     void *input = tensor_ptr(cb, nt->input);
     const fn_shape shape = shape_of(cb, nt->input, n);
     if (x_u8) {
-        for (size_t off = 0; off < values; off += COPY_CHUNK) {
-            size_t len = values - off < COPY_CHUNK ? values - off : COPY_CHUNK;
-            memcpy(cb->u8_host + off, x_u8 + off, len);
-            CK_CUDA(cudaMemcpyAsync(cb->u8_dev + off, cb->u8_host + off, len, cudaMemcpyHostToDevice, cb->copy));
+        /* Into pinned memory a group of chunks at a time (one chunk per
+         * thread), each group's DMA flying while the next group is copied. */
+        const long chunks = (long)((values + COPY_CHUNK - 1) / COPY_CHUNK), group = cb->threads;
+        for (long g0 = 0; g0 < chunks; g0 += group) {
+            const long g1 = g0 + group < chunks ? g0 + group : chunks;
+#pragma omp parallel for num_threads(cb->threads) schedule(static) if (g1 - g0 > 1)
+            for (long c = g0; c < g1; c++) {
+                size_t off = (size_t)c * COPY_CHUNK, len = values - off < COPY_CHUNK ? values - off : COPY_CHUNK;
+                memcpy(cb->u8_host + off, x_u8 + off, len);
+            }
+            size_t off = (size_t)g0 * COPY_CHUNK, end = (size_t)g1 * COPY_CHUNK < values ? (size_t)g1 * COPY_CHUNK : values;
+            CK_CUDA(cudaMemcpyAsync(cb->u8_dev + off, cb->u8_host + off, end - off, cudaMemcpyHostToDevice, cb->copy));
         }
     } else {
         /* Pageable source: the driver stages it; only the call returns later. */
@@ -1018,6 +1043,7 @@ fn_status cuda_backend_create(const net *nt, const backend_config *cfg, backend 
     cb->base.destroy = cuda_destroy;
     cb->net = nt;
     cb->max_batch = cfg->max_batch;
+    cb->threads = cfg->threads > 0 ? cfg->threads : 1;
     cb->cur_n = -1;
     cb->precision = cfg->precision;
     cb->verbose = env_flag("FN_CUDA_VERBOSE");

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# gpu_check.sh: the whole GPU check in one command, for a machine with an
+# NVIDIA H100/H200, CUDA 13, cuDNN 9 and a CUDA build of PyTorch, and no network.
+#
+#   scripts/gpu_check.sh            nvidia-smi; configure + build with CUDA (sm_90,
+#                                   else 80;90); ctest (all tests, the CUDA ones
+#                                   verbose); scripts/bench_gpu.py (featurenorm vs
+#                                   PyTorch, images/s). About 5 minutes.
+#   scripts/gpu_check.sh --fetch-debs
+#                                   run on a machine WITH apt and network: puts the
+#                                   build's Debian/Ubuntu dependencies (OpenBLAS, stb,
+#                                   pkgconf) in carry/debs/ for a GPU machine that
+#                                   lacks them; the check unpacks them privately.
+#
+# ../shared/data (the trained ResNet-20) does not travel to a leased machine:
+# copy what is wanted to carry/shared-data/ (same layout) and it is used instead.
+# The log goes to $OUT/gpu_check.log when OUT is set (else build-gpu/), with
+# the benchmark's bench_gpu.json beside it. Every step has a timeout; a failed
+# step is reported and the next one still runs. Exit status: 0 when the build,
+# the tests and the benchmark all passed.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEBS_DIR=$ROOT/carry/debs
+DEB_PACKAGES="libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libstb0 libstb-dev pkgconf-bin libpkgconf3"
+
+if [ "${1:-}" = "--fetch-debs" ]; then
+    mkdir -p "$DEBS_DIR" && cd "$DEBS_DIR" && apt-get download $DEB_PACKAGES && ls -la "$DEBS_DIR"
+    exit $?
+fi
+
+BUILD=$ROOT/build-gpu
+SHARED=$ROOT/../shared/data
+[ -d "$ROOT/carry/shared-data" ] && SHARED=$ROOT/carry/shared-data
+LOGDIR=${OUT:-$BUILD}
+mkdir -p "$BUILD" "$LOGDIR"
+LOG=$LOGDIR/gpu_check.log
+exec > >(tee "$LOG") 2>&1
+export PYTHONUNBUFFERED=1
+START=$(date +%s)
+BUDGET=${FN_GPU_CHECK_BUDGET:-570} # seconds for everything: a leased run gets 600
+FAILED=""
+step() { echo; echo "==== $* [$(( $(date +%s) - START )) s]"; }
+# limit MAX: MAX seconds, or what is left of the budget if less (at least 10).
+limit() { local left=$(( BUDGET - ($(date +%s) - START) )); [ "$left" -lt "$1" ] && echo $(( left > 10 ? left : 10 )) || echo "$1"; }
+fail() { echo "!!!! FAILED: $*"; FAILED="$FAILED $1"; }
+
+step "machine"
+timeout 30 nvidia-smi || fail nvidia-smi
+nvcc --version 2>/dev/null | tail -2 || echo "nvcc not on PATH"
+echo "cores: $(nproc)"
+
+# ---- dependencies: cuDNN (system or PyTorch's wheel), OpenBLAS, stb, pkg-config
+step "dependencies"
+PY=${PYTHON:-python3}
+CMAKE_EXTRA=()
+CUDNN_INC=""
+for d in /usr/local/cuda/include /usr/include /usr/include/x86_64-linux-gnu; do
+    [ -f "$d/cudnn.h" ] && CUDNN_INC=$d && break
+done
+if [ -z "$CUDNN_INC" ]; then
+    # The nvidia-cudnn-cu13 wheel under PyTorch: headers and libraries, no libcudnn.so link.
+    WHEEL=$($PY -c 'import os, nvidia.cudnn as c; print(os.path.dirname(c.__file__))' 2>/dev/null ||
+            $PY -c 'import nvidia.cudnn as c; print(list(c.__path__)[0])' 2>/dev/null)
+    if [ -n "$WHEEL" ] && [ -f "$WHEEL/include/cudnn.h" ]; then
+        CUDNN_INC=$WHEEL/include
+        LIB=$(ls "$WHEEL"/lib/libcudnn.so* 2>/dev/null | head -1)
+        CMAKE_EXTRA+=("-DCUDNN_INCLUDE_DIR=$CUDNN_INC" "-DCUDNN_LIBRARY=$LIB")
+        export LD_LIBRARY_PATH="$WHEEL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+fi
+echo "cuDNN headers: ${CUDNN_INC:-not found}"
+grep -hE "define CUDNN_(MAJOR|MINOR|PATCHLEVEL) " "$CUDNN_INC/cudnn_version.h" 2>/dev/null | tr '\n' ' '; echo
+
+if ! pkg-config --exists openblas stb 2>/dev/null; then
+    echo "pkg-config does not find openblas and stb here"
+    if ls "$DEBS_DIR"/*.deb > /dev/null 2>&1; then
+        DEPS=/tmp/fn-deps
+        rm -rf "$DEPS" && mkdir -p "$DEPS/pc"
+        for f in "$DEBS_DIR"/*.deb; do dpkg -x "$f" "$DEPS"; done  # privately, never into /
+        blas_so=$(find "$DEPS" -name 'libopenblas.so' | head -1)
+        cblas_h=$(find "$DEPS" -name cblas.h | head -1)
+        stb_h=$(find "$DEPS" -name stb_image.h | head -1)
+        stb_so=$(find "$DEPS" -name 'libstb.so' | head -1)
+        gfortran=$(find "$DEPS" -name 'libgfortran.so.5*' | head -1)
+        printf 'Name: openblas\nDescription: carried\nVersion: 0\nLibs: -L%s -lopenblas\nCflags: -I%s\n' \
+            "$(dirname "$blas_so")" "$(dirname "$cblas_h")" > "$DEPS/pc/openblas.pc"
+        printf 'Name: stb\nDescription: carried\nVersion: 0\nLibs: -L%s -lstb\nCflags: -I%s\n' \
+            "$(dirname "$stb_so")" "$(dirname "$stb_h")" > "$DEPS/pc/stb.pc"
+        export PKG_CONFIG_PATH="$DEPS/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+        export LD_LIBRARY_PATH="$(dirname "$blas_so"):$(dirname "$stb_so"):$(dirname "${gfortran:-$blas_so}"):$(find "$DEPS" -name 'libpkgconf.so*' -printf '%h\n' | head -1)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        if ! command -v pkg-config > /dev/null; then
+            PKGCONF=$(find "$DEPS" -path '*bin/pkgconf' | head -1)
+            [ -n "$PKGCONF" ] && CMAKE_EXTRA+=("-DPKG_CONFIG_EXECUTABLE=$PKGCONF")
+        fi
+        echo "using the carried packages in $DEPS"
+    else
+        echo "no carried packages in $DEBS_DIR: on a machine with apt, run"
+        echo "  scripts/gpu_check.sh --fetch-debs   and carry carry/debs along"
+    fi
+fi
+
+# ---- build
+step "configure (CUDA on, sm_90)"
+CFG=(-DFEATURENORM_CUDA=ON -DCMAKE_BUILD_TYPE=Release "-DFN_SHARED_DATA=$SHARED" ${CMAKE_EXTRA[@]+"${CMAKE_EXTRA[@]}"})
+if ! timeout "$(limit 120)" cmake -S "$ROOT" -B "$BUILD" "${CFG[@]}" -DCMAKE_CUDA_ARCHITECTURES=90; then
+    echo "sm_90 alone did not configure; trying 80;90"
+    rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
+    timeout "$(limit 120)" cmake -S "$ROOT" -B "$BUILD" "${CFG[@]}" "-DCMAKE_CUDA_ARCHITECTURES=80;90" || fail configure
+fi
+step "build"
+timeout "$(limit 300)" cmake --build "$BUILD" -j"$(nproc)" || fail build
+
+# ---- tests
+if [ -x "$BUILD/featurenorm" ]; then
+    step "one verbose pass per precision (algorithms, fusion, cuDNN errors)"
+    for prec in fp32 tf32 fp16 bf16; do
+        FN_CUDA_VERBOSE=1 CUDNN_LOGLEVEL_DBG=1 CUDNN_LOGDEST_DBG=stderr timeout "$(limit 60)" "$BUILD/featurenorm" \
+            bench --arch resnet50 --weights "$ROOT/tests/fixtures/models/resnet50/model.safetensors" \
+            --backend cuda --precision $prec --batch 8 --iters 2 --warmup 1 || fail "verbose-$prec"
+    done
+
+    step "ctest: the CUDA tests, verbose (their SKIP line says why when they cannot run)"
+    (cd "$BUILD" && timeout "$(limit 300)" ctest -V -R 'test_cuda_') || fail ctest-cuda
+    step "ctest: everything but the CUDA tests"
+    (cd "$BUILD" && timeout "$(limit 150)" ctest --output-on-failure -E 'test_cuda_') || fail ctest
+
+    # ---- throughput
+    step "benchmark: featurenorm vs PyTorch"
+    timeout "$(limit 300)" $PY "$ROOT/scripts/bench_gpu.py" --featurenorm "$BUILD/featurenorm" --out "$LOGDIR" \
+        --weights-dir "$BUILD" --shared-data "$SHARED" || fail bench
+fi
+
+step "done"
+if [ -n "$FAILED" ]; then
+    echo "FAILED steps:$FAILED"
+    sleep 1 # let tee write the last lines
+    exit 1
+fi
+echo "all steps passed; log in $LOG"
+sleep 1 # let tee write the last lines

@@ -1,0 +1,423 @@
+/* test_cuda_parity.c: the CUDA backend against the CPU backend (the oracle).
+ *
+ * 1. Every case in tests/fixtures/models/ whose architecture is built in is
+ *    loaded on the CPU and on CUDA in FP32, TF32, FP16 and BF16 and run from
+ *    float NCHW and from uint8 NHWC input, at a batch below the CUDA model's
+ *    max_batch and again at max_batch (the fixture images repeated). Norms,
+ *    logits, features, ReAct logits and energy, MSP, MaxLogit, energy and the
+ *    predictions must agree (row-scaled rule of test_forward.c), and an FP32
+ *    or FP16 pass repeated must give the same bits.
+ * 2. The trained CIFAR ResNet-20 of ../shared/data (converted with
+ *    scripts/convert_weights.py into the build folder, when python3 is
+ *    there) on 200 random uint8 images, batch 256.
+ * 3. Too small a card: resnet50 at 224 with max_batch 2^20 must fail with
+ *    FN_ERR_DEVICE_MEMORY and a message that names the batch.
+ *
+ * Tolerances (|got - want| <= tol * (|want| + max |want| of the row)):
+ *   FP32 5e-4: float32 throughout, only the summation order and cuDNN's
+ *        Winograd/FFT transforms differ: ~1e-5 to 1e-4 after 57 layers. TF32
+ *        leaking in (it must not: FMA math, no TF32 in cuBLAS) would show as
+ *        1e-3 and more on the deeper nets, next to the tf32 line printed.
+ *   TF32 5e-3: inputs of every product rounded to a 10-bit mantissa, ~5e-4
+ *        per layer, compounding over up to 57 layers (resnet56).
+ *   FP16 1e-2: activations and weights stored with 11-bit significands
+ *        (~3e-4 per rounding), float accumulation; same depth argument.
+ *   BF16 5e-2: 8-bit significands, 8x coarser than FP16 (~2e-3 per rounding,
+ *        ~4e-3 per layer), which over 57 layers reaches ~3e-2.
+ * Every comparison prints its largest error, so the margins can be read off.
+ * Without CUDA in the build, or without a usable device: "SKIP: <why>", 77. */
+#include <dirent.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "featurenorm.h"
+#include "json.h"
+#include "npy_read.h"
+#include "test.h"
+
+#ifdef FN_WITH_CUDA
+
+static const char *prec_name[] = {"fp32", "tf32", "fp16", "bf16"};
+static const double prec_tol[] = {5e-4, 5e-3, 1e-2, 5e-2};
+
+typedef struct outputs {
+    int n, B, K, D;
+    float *norms, *logits, *features, *react, *msp, *maxlogit, *energy, *react_energy;
+    int *pred;
+} outputs;
+
+static void outputs_alloc(outputs *o, int n, const fn_model_info *info)
+{
+    o->n = n, o->B = info->num_blocks, o->K = info->num_classes, o->D = info->feature_dim;
+    o->norms = calloc((size_t)n * o->B, sizeof(float));
+    o->logits = calloc((size_t)n * o->K, sizeof(float));
+    o->features = calloc((size_t)n * o->D, sizeof(float));
+    o->react = calloc((size_t)n * o->K, sizeof(float));
+    o->msp = calloc((size_t)n, sizeof(float));
+    o->maxlogit = calloc((size_t)n, sizeof(float));
+    o->energy = calloc((size_t)n, sizeof(float));
+    o->react_energy = calloc((size_t)n, sizeof(float));
+    o->pred = calloc((size_t)n, sizeof(int));
+    REQUIRE(o->norms && o->logits && o->features && o->react && o->msp && o->maxlogit && o->energy &&
+            o->react_energy && o->pred);
+}
+
+static void outputs_free(outputs *o)
+{
+    free(o->norms), free(o->logits), free(o->features), free(o->react), free(o->msp);
+    free(o->maxlogit), free(o->energy), free(o->react_energy), free(o->pred);
+}
+
+static fn_outputs as_fn(outputs *o, float clip)
+{
+    fn_outputs f = {o->norms, o->logits, o->features, o->pred, o->msp, o->maxlogit, o->energy,
+                    o->react, o->react_energy, clip};
+    return f;
+}
+
+/* Row-scaled comparison of got (rows of `cols`, row r of got is row map[r] of
+ * want); returns the largest error and counts a failure above tol. */
+static double compare_rows(const char *what, const char *name, const float *got, const float *want,
+                           int rows, int cols, const int *map, double tol)
+{
+    double worst = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *w = want + (size_t)(map ? map[r] : r) * cols, *g = got + (size_t)r * cols;
+        double scale = 0;
+        for (int c = 0; c < cols; c++)
+            scale = fmax(scale, fabs(w[c]));
+        for (int c = 0; c < cols; c++) {
+            double err = fabs((double)g[c] - w[c]) / (fabs(w[c]) + scale + 1e-30);
+            if (!(err <= worst))
+                worst = err;
+            if (!(err <= tol)) {
+                fprintf(stderr, "%s: %s[%d][%d] = %.8g, CPU %.8g (rel. error %.2e > %.0e)\n", name, what, r, c,
+                        g[c], w[c], err, tol);
+                test_failures++;
+                return worst;
+            }
+        }
+    }
+    return worst;
+}
+
+/* All outputs of a CUDA pass (n rows, row r from CPU row map[r]) against the CPU's. */
+static double compare_all(const char *name, const outputs *g, const outputs *w, const int *map, double tol)
+{
+    double worst = compare_rows("norms", name, g->norms, w->norms, g->n, g->B, map, tol);
+    worst = fmax(worst, compare_rows("logits", name, g->logits, w->logits, g->n, g->K, map, tol));
+    worst = fmax(worst, compare_rows("features", name, g->features, w->features, g->n, g->D, map, tol));
+    worst = fmax(worst, compare_rows("react", name, g->react, w->react, g->n, g->K, map, tol));
+    for (int r = 0; r < g->n; r++) {
+        int i = map ? map[r] : r;
+        const float *l = w->logits + (size_t)i * w->K;
+        double scale = 0, top = -INFINITY, second = -INFINITY;
+        for (int k = 0; k < w->K; k++) {
+            scale = fmax(scale, fabs(l[k]));
+            if (l[k] > top)
+                second = top, top = l[k];
+            else if (l[k] > second)
+                second = l[k];
+        }
+        /* scores move with the logits: allow the logits' error, scaled */
+        const double atol = tol * (1 + scale);
+        CHECK_MSG(test_close(g->maxlogit[r], w->maxlogit[i], tol, atol), "%s: maxlogit[%d] %.8g, CPU %.8g", name, r,
+                  g->maxlogit[r], w->maxlogit[i]);
+        CHECK_MSG(test_close(g->energy[r], w->energy[i], tol, atol), "%s: energy[%d] %.8g, CPU %.8g", name, r,
+                  g->energy[r], w->energy[i]);
+        CHECK_MSG(test_close(g->react_energy[r], w->react_energy[i], tol, atol), "%s: react_energy[%d] %.8g, CPU %.8g",
+                  name, r, g->react_energy[r], w->react_energy[i]);
+        CHECK_MSG(fabs(g->msp[r] - w->msp[i]) <= atol, "%s: msp[%d] %.8g, CPU %.8g", name, r, g->msp[r], w->msp[i]);
+        if (w->K == 1 || top - second > 4 * atol) /* a clear winner must win on both */
+            CHECK_MSG(g->pred[r] == w->pred[i], "%s: pred[%d] %d, CPU %d", name, r, g->pred[r], w->pred[i]);
+    }
+    return worst;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *t = malloc(*len + 1);
+    REQUIRE(fread(t, 1, *len, f) == *len);
+    fclose(f);
+    return t;
+}
+
+static void load_npy(const char *dir, const char *file, npy *a)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    REQUIRE(npy_load(path, a) == 0);
+}
+
+/* ---- 1. fixtures ------------------------------------------------------------------------ */
+
+static void run_case(const char *dir, const char *name, const json *meta)
+{
+    char weights[1100];
+    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+    fn_model_options o;
+    fn_model_options_init(&o);
+    o.arch = json_get(meta, "arch")->string;
+    o.weights = weights;
+    o.input_size = (int)json_get(meta, "input_size")->number;
+    for (int c = 0; c < 3; c++) {
+        o.mean[c] = (float)json_at(json_get(meta, "mean"), (size_t)c)->number;
+        o.std[c] = (float)json_at(json_get(meta, "std"), (size_t)c)->number;
+    }
+    const json *opts = json_get(meta, "options"), *pad = json_get(opts, "stem_padding");
+    if (pad)
+        o.stem_padding = (int)pad->number;
+    const float clip = (float)json_get(meta, "react_clip")->number;
+
+    npy input, input_u8;
+    load_npy(dir, "input.npy", &input);
+    load_npy(dir, "input_u8.npy", &input_u8);
+    const int n = (int)input.shape[0], big = 2 * n + 1;
+    const size_t img_f = input.count / (size_t)n, img_u8 = input_u8.count / (size_t)n;
+    float *x = malloc(sizeof(float) * input.count), *x_big = malloc(sizeof(float) * img_f * big);
+    uint8_t *u8_big = malloc(img_u8 * big);
+    int *map = malloc(sizeof(int) * big);
+    for (size_t i = 0; i < input.count; i++)
+        x[i] = (float)input.data[i];
+    for (int r = 0; r < big; r++) { /* n < max_batch, then max_batch: images repeated */
+        map[r] = (r * 7 + 3) % n;
+        memcpy(x_big + (size_t)r * img_f, x + (size_t)map[r] * img_f, sizeof(float) * img_f);
+        memcpy(u8_big + (size_t)r * img_u8, input_u8.bytes + (size_t)map[r] * img_u8, img_u8);
+    }
+
+    o.backend = FN_BACKEND_CPU;
+    o.max_batch = n;
+    fn_model *cpu;
+    REQUIRE_OK(fn_model_load(&o, &cpu));
+    fn_model_info info;
+    fn_model_get_info(cpu, &info);
+    outputs want, want8;
+    outputs_alloc(&want, n, &info);
+    outputs_alloc(&want8, n, &info);
+    fn_outputs wf = as_fn(&want, clip), wf8 = as_fn(&want8, clip);
+    REQUIRE_OK(fn_model_forward(cpu, n, x, &wf));
+    REQUIRE_OK(fn_model_forward_u8(cpu, n, input_u8.bytes, &wf8));
+    fn_model_free(cpu);
+
+    for (int p = 0; p < 4; p++) {
+        char label[160];
+        snprintf(label, sizeof label, "%s/%s", name, prec_name[p]);
+        o.backend = FN_BACKEND_CUDA;
+        o.precision = (fn_precision)p;
+        o.max_batch = big;
+        fn_model *gpu;
+        fn_status s = fn_model_load(&o, &gpu);
+        if (s != FN_OK) {
+            fprintf(stderr, "%s: CUDA load failed: %s: %s\n", label, fn_status_name(s), fn_last_error());
+            test_failures++;
+            continue;
+        }
+        const double tol = prec_tol[p];
+        outputs got, again, got_big;
+        outputs_alloc(&got, n, &info);
+        outputs_alloc(&again, n, &info);
+        outputs_alloc(&got_big, big, &info);
+        fn_outputs gf = as_fn(&got, clip), af = as_fn(&again, clip), bf = as_fn(&got_big, clip);
+        double worst = 0, w8 = 0, wbig = 0, wbig8 = 0;
+        s = fn_model_forward(gpu, n, x, &gf);
+        if (s == FN_OK) {
+            worst = compare_all(label, &got, &want, NULL, tol);
+            /* the same pass again: the same bits (no atomics, same algorithms) */
+            if ((s = fn_model_forward(gpu, n, x, &af)) == FN_OK && (p == FN_PRECISION_FP32 || p == FN_PRECISION_FP16)) {
+                CHECK_MSG(memcmp(got.norms, again.norms, sizeof(float) * n * info.num_blocks) == 0,
+                          "%s: norms differ between two identical passes", label);
+                CHECK_MSG(memcmp(got.logits, again.logits, sizeof(float) * n * info.num_classes) == 0,
+                          "%s: logits differ between two identical passes", label);
+            }
+        }
+        if (s == FN_OK && (s = fn_model_forward_u8(gpu, n, input_u8.bytes, &gf)) == FN_OK)
+            w8 = compare_all(label, &got, &want8, NULL, tol);
+        if (s == FN_OK && (s = fn_model_forward(gpu, big, x_big, &bf)) == FN_OK)
+            wbig = compare_all(label, &got_big, &want, map, tol);
+        if (s == FN_OK && (s = fn_model_forward_u8(gpu, big, u8_big, &bf)) == FN_OK)
+            wbig8 = compare_all(label, &got_big, &want8, map, tol);
+        if (s != FN_OK) {
+            fprintf(stderr, "%s: CUDA forward failed: %s: %s\n", label, fn_status_name(s), fn_last_error());
+            test_failures++;
+        }
+        printf("  %-28s max rel. error: float %.1e  u8 %.1e  batch %d: %.1e / %.1e  (tol %.0e)\n", label, worst, w8,
+               big, wbig, wbig8, tol);
+        outputs_free(&got), outputs_free(&again), outputs_free(&got_big);
+        fn_model_free(gpu);
+    }
+    outputs_free(&want), outputs_free(&want8);
+    free(x), free(x_big), free(u8_big), free(map);
+    npy_free(&input), npy_free(&input_u8);
+}
+
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void test_fixtures(const char *only)
+{
+    const char *root = FN_FIXTURES "/models";
+    DIR *d = opendir(root);
+    REQUIRE(d);
+    char *names[256];
+    int count = 0, ran = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && count < 256)
+        if (e->d_name[0] != '.')
+            names[count++] = strdup(e->d_name);
+    closedir(d);
+    qsort(names, (size_t)count, sizeof *names, compare_names);
+    for (int i = 0; i < count; i++) {
+        char dir[512], path[1100];
+        snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
+        snprintf(path, sizeof path, "%s/meta.json", dir);
+        if (only && strcmp(only, names[i]) != 0) {
+            free(names[i]);
+            continue;
+        }
+        size_t len;
+        char *text = slurp(path, &len);
+        json *meta;
+        REQUIRE_OK(json_parse(text, len, path, &meta));
+        const char *arch = json_get(meta, "arch")->string;
+        int known = 0;
+        for (int a = 0; a < fn_arch_count(); a++)
+            known |= strcmp(fn_arch_name(a), arch) == 0;
+        if (known) {
+            run_case(dir, names[i], meta);
+            ran++;
+        } else {
+            printf("  %-28s skipped: architecture %s is not built in\n", names[i], arch);
+        }
+        json_free(meta);
+        free(text);
+        free(names[i]);
+    }
+    printf("%d fixture cases compared\n", ran);
+}
+
+/* ---- 2. the trained ResNet-20 ------------------------------------------------------------ */
+
+static void test_real_resnet20(void)
+{
+    char th[1024], st[1024], cmd[6000];
+    snprintf(th, sizeof th, "%s/weights/cifar10/resnet20-12fca82f.th", FN_SHARED_DATA);
+    snprintf(st, sizeof st, "%s/resnet20-12fca82f.safetensors", FN_BINARY_DIR);
+    if (!test_exists(th)) {
+        printf("real ResNet-20: %s not found; that part skipped\n", th);
+        return;
+    }
+    if (!test_exists(st)) {
+        if (system("python3 -c 'import sys' > /dev/null 2>&1") != 0) {
+            printf("real ResNet-20: no python3 to run scripts/convert_weights.py; that part skipped\n");
+            return;
+        }
+        snprintf(cmd, sizeof cmd, "python3 '%s/scripts/convert_weights.py' '%s' '%s.tmp' > /dev/null && mv '%s.tmp' '%s'",
+                 FN_SOURCE_DIR, th, st, st, st);
+        if (system(cmd) != 0 || !test_exists(st)) {
+            fprintf(stderr, "real ResNet-20: `%s` failed\n", cmd);
+            test_failures++;
+            return;
+        }
+    }
+    const int n = 200, S = 32;
+    uint8_t *images = malloc((size_t)n * S * S * 3);
+    uint32_t r = 7;
+    for (size_t i = 0; i < (size_t)n * S * S * 3; i++) {
+        r = r * 1664525u + 1013904223u;
+        images[i] = (uint8_t)(r >> 24);
+    }
+    fn_model_options o;
+    fn_model_options_init(&o);
+    o.arch = "resnet20_cifar";
+    o.weights = st;
+    o.backend = FN_BACKEND_CPU;
+    o.max_batch = n;
+    fn_model *cpu;
+    REQUIRE_OK(fn_model_load(&o, &cpu));
+    fn_model_info info;
+    fn_model_get_info(cpu, &info);
+    outputs want;
+    outputs_alloc(&want, n, &info);
+    fn_outputs wf = {.norms = want.norms, .logits = want.logits, .pred = want.pred};
+    REQUIRE_OK(fn_model_forward_u8(cpu, n, images, &wf));
+    fn_model_free(cpu);
+    for (int p = 0; p < 4; p++) {
+        o.backend = FN_BACKEND_CUDA;
+        o.precision = (fn_precision)p;
+        o.max_batch = 256;
+        fn_model *gpu;
+        fn_status s = fn_model_load(&o, &gpu);
+        if (s != FN_OK) {
+            fprintf(stderr, "real ResNet-20 %s: CUDA load failed: %s\n", prec_name[p], fn_last_error());
+            test_failures++;
+            continue;
+        }
+        outputs got;
+        outputs_alloc(&got, n, &info);
+        fn_outputs gf = {.norms = got.norms, .logits = got.logits, .pred = got.pred};
+        s = fn_model_forward_u8(gpu, n, images, &gf);
+        if (s != FN_OK) {
+            fprintf(stderr, "real ResNet-20 %s: forward failed: %s\n", prec_name[p], fn_last_error());
+            test_failures++;
+        } else {
+            char label[64];
+            snprintf(label, sizeof label, "real resnet20/%s", prec_name[p]);
+            double e1 = compare_rows("norms", label, got.norms, want.norms, n, info.num_blocks, NULL, prec_tol[p]);
+            double e2 = compare_rows("logits", label, got.logits, want.logits, n, info.num_classes, NULL, prec_tol[p]);
+            int agree = 0;
+            for (int i = 0; i < n; i++)
+                agree += got.pred[i] == want.pred[i];
+            printf("  %-28s max rel. error: norms %.1e  logits %.1e  predictions agree %d/%d\n", label, e1, e2,
+                   agree, n);
+            /* random images can tie two classes closely; allow a few flips */
+            CHECK_MSG(agree >= n - (p == FN_PRECISION_FP32 ? 1 : n / 25), "%s: only %d/%d predictions agree",
+                      label, agree, n);
+        }
+        outputs_free(&got);
+        fn_model_free(gpu);
+    }
+    outputs_free(&want);
+    free(images);
+}
+
+/* ---- 3. too small a card ------------------------------------------------------------------ */
+
+static void test_too_big(void)
+{
+    fn_model_options o;
+    fn_model_options_init(&o);
+    o.arch = "resnet50";
+    o.weights = FN_FIXTURES "/models/resnet50/model.safetensors";
+    o.backend = FN_BACKEND_CUDA;
+    o.precision = FN_PRECISION_FP16;
+    o.input_size = 224;
+    o.max_batch = 1 << 20;
+    fn_model *m = NULL;
+    CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_DEVICE_MEMORY, "batch");
+    printf("  max_batch 2^20: %s\n", fn_last_error());
+    fn_model_free(m);
+}
+#endif /* FN_WITH_CUDA */
+
+int main(int argc, char **argv)
+{
+#ifndef FN_WITH_CUDA
+    SKIP("this build has no CUDA backend (configure with -DFEATURENORM_CUDA=ON)");
+#else
+    char why[256];
+    if (!cuda_backend_usable(why, sizeof why))
+        SKIP("%s", why);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a timeout kill under ctest */
+    printf("device: %s\n", why);
+    test_fixtures(argc > 1 ? argv[1] : NULL);
+    if (argc <= 1) {
+        test_real_resnet20();
+        test_too_big();
+    }
+    return test_finish("test_cuda_parity");
+#endif
+}
