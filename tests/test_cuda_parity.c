@@ -26,14 +26,10 @@
  *        ~4e-3 per layer), which over 57 layers reaches ~3e-2.
  * Every comparison prints its largest error, so the margins can be read off.
  * Without CUDA in the build, or without a usable device: "SKIP: <why>", 77. */
-#include <dirent.h>
 #include <stdint.h>
 
 #include "backend.h"
-#include "featurenorm.h"
-#include "json.h"
-#include "npy_read.h"
-#include "test.h"
+#include "fixture_cases.h"
 
 #ifdef FN_WITH_CUDA
 
@@ -75,32 +71,6 @@ static fn_outputs as_fn(outputs *o, float clip)
     return f;
 }
 
-/* Row-scaled comparison of got (rows of `cols`, row r of got is row map[r] of
- * want); returns the largest error and counts a failure above tol. */
-static double compare_rows(const char *what, const char *name, const float *got, const float *want,
-                           int rows, int cols, const int *map, double tol)
-{
-    double worst = 0;
-    for (int r = 0; r < rows; r++) {
-        const float *w = want + (size_t)(map ? map[r] : r) * cols, *g = got + (size_t)r * cols;
-        double scale = 0;
-        for (int c = 0; c < cols; c++)
-            scale = fmax(scale, fabs(w[c]));
-        for (int c = 0; c < cols; c++) {
-            double err = fabs((double)g[c] - w[c]) / (fabs(w[c]) + scale + 1e-30);
-            if (!(err <= worst))
-                worst = err;
-            if (!(err <= tol)) {
-                fprintf(stderr, "%s: %s[%d][%d] = %.8g, CPU %.8g (rel. error %.2e > %.0e)\n", name, what, r, c,
-                        g[c], w[c], err, tol);
-                test_failures++;
-                return worst;
-            }
-        }
-    }
-    return worst;
-}
-
 /* All outputs of a CUDA pass (n rows, row r from CPU row map[r]) against the CPU's. */
 static double compare_all(const char *name, const outputs *g, const outputs *w, const int *map, double tol)
 {
@@ -134,44 +104,13 @@ static double compare_all(const char *name, const outputs *g, const outputs *w, 
     return worst;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *t = malloc(*len + 1);
-    REQUIRE(fread(t, 1, *len, f) == *len);
-    fclose(f);
-    return t;
-}
-
-static void load_npy(const char *dir, const char *file, npy *a)
-{
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    REQUIRE(npy_load(path, a) == 0);
-}
-
 /* ---- 1. fixtures ------------------------------------------------------------------------ */
 
 static void run_case(const char *dir, const char *name, const json *meta)
 {
     char weights[1100];
-    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
     fn_model_options o;
-    fn_model_options_init(&o);
-    o.arch = json_get(meta, "arch")->string;
-    o.weights = weights;
-    o.input_size = (int)json_get(meta, "input_size")->number;
-    for (int c = 0; c < 3; c++) {
-        o.mean[c] = (float)json_at(json_get(meta, "mean"), (size_t)c)->number;
-        o.std[c] = (float)json_at(json_get(meta, "std"), (size_t)c)->number;
-    }
-    const json *opts = json_get(meta, "options"), *pad = json_get(opts, "stem_padding");
-    if (pad)
-        o.stem_padding = (int)pad->number;
+    case_options(dir, meta, &o, weights);
     const float clip = (float)json_get(meta, "react_clip")->number;
 
     npy input, input_u8;
@@ -253,50 +192,6 @@ static void run_case(const char *dir, const char *name, const json *meta)
     outputs_free(&want), outputs_free(&want8);
     free(x), free(x_big), free(u8_big), free(map);
     npy_free(&input), npy_free(&input_u8);
-}
-
-static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static void test_fixtures(const char *only)
-{
-    const char *root = FN_FIXTURES "/models";
-    DIR *d = opendir(root);
-    REQUIRE(d);
-    char *names[256];
-    int count = 0, ran = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && count < 256)
-        if (e->d_name[0] != '.')
-            names[count++] = strdup(e->d_name);
-    closedir(d);
-    qsort(names, (size_t)count, sizeof *names, compare_names);
-    for (int i = 0; i < count; i++) {
-        char dir[512], path[1100];
-        snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
-        snprintf(path, sizeof path, "%s/meta.json", dir);
-        if (only && strcmp(only, names[i]) != 0) {
-            free(names[i]);
-            continue;
-        }
-        size_t len;
-        char *text = slurp(path, &len);
-        json *meta;
-        REQUIRE_OK(json_parse(text, len, path, &meta));
-        const char *arch = json_get(meta, "arch")->string;
-        int known = 0;
-        for (int a = 0; a < fn_arch_count(); a++)
-            known |= strcmp(fn_arch_name(a), arch) == 0;
-        if (known) {
-            run_case(dir, names[i], meta);
-            ran++;
-        } else {
-            printf("  %-28s skipped: architecture %s is not built in\n", names[i], arch);
-        }
-        json_free(meta);
-        free(text);
-        free(names[i]);
-    }
-    printf("%d fixture cases compared\n", ran);
 }
 
 /* ---- 2. the trained ResNet-20 ------------------------------------------------------------ */
@@ -413,7 +308,7 @@ int main(int argc, char **argv)
         SKIP("%s", why);
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a timeout kill under ctest */
     printf("device: %s\n", why);
-    test_fixtures(argc > 1 ? argv[1] : NULL);
+    for_each_case(argc > 1 ? argv[1] : NULL, run_case);
     if (argc <= 1) {
         test_real_resnet20();
         test_too_big();

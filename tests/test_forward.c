@@ -5,96 +5,33 @@
  * its safetensors and run from float NCHW input and from uint8 NHWC input.
  * FeatureNorm of every block, logits, penultimate features and ReAct logits
  * must agree within 1e-4 relative. */
-#include <dirent.h>
-
-#include "featurenorm.h"
-#include "json.h"
-#include "npy_read.h"
-#include "test.h"
+#include "fixture_cases.h"
 
 #define RTOL 1e-4
 
-/* Compares got (float, rows x cols) with want: |got - want| <= 1e-4 (|want| +
- * max |want| of the row). A logit near zero is the difference of large terms,
- * so its float32 error is relative to the row's scale, not to itself. */
-static int compare(const char *what, const char *name, const float *got, const npy *want)
+/* Compares with the float64 oracle; prints the largest error. */
+static void compare(const char *what, const char *name, const float *got, const npy *want)
 {
-    size_t rows = (size_t)want->shape[0], cols = want->count / rows;
-    double worst = 0;
-    for (size_t r = 0; r < rows; r++) {
-        double scale = 0;
-        for (size_t c = 0; c < cols; c++)
-            if (fabs(want->data[r * cols + c]) > scale)
-                scale = fabs(want->data[r * cols + c]);
-        for (size_t c = 0; c < cols; c++) {
-            double w = want->data[r * cols + c], g = got[r * cols + c];
-            double err = fabs(g - w) / (fabs(w) + scale + 1e-30);
-            if (!(err <= worst))
-                worst = err;
-            if (!(err <= RTOL)) {
-                fprintf(stderr, "%s: %s[%zu][%zu] = %.8g, PyTorch %.8g (rel. error %.2e)\n", name,
-                        what, r, c, g, w, err);
-                test_failures++;
-                return 0;
-            }
-        }
-    }
+    float *w = npy_floats(want);
+    int rows = (int)want->shape[0];
+    double worst = compare_rows(what, name, got, w, rows, (int)(want->count / (size_t)rows), NULL, RTOL);
     printf("  %-10s max rel. error %.2e\n", what, worst);
-    return 1;
+    free(w);
 }
 
-static void load_npy(const char *dir, const char *file, npy *a)
+static void run_case(const char *dir, const char *name, const json *meta)
 {
-    char path[1100];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    REQUIRE(npy_load(path, a) == 0);
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    REQUIRE(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *t = malloc(*len + 1);
-    REQUIRE(fread(t, 1, *len, f) == *len);
-    fclose(f);
-    return t;
-}
-
-static void run_case(const char *dir, const char *name)
-{
-    char path[1100], weights[1100];
-    snprintf(path, sizeof path, "%s/meta.json", dir);
-    size_t len;
-    char *text = slurp(path, &len);
-    json *meta;
-    REQUIRE_OK(json_parse(text, len, path, &meta));
-    printf("%s\n", name);
-
+    char weights[1100];
     fn_model_options o;
-    fn_model_options_init(&o);
-    o.arch = json_get(meta, "arch")->string;
-    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
-    o.weights = weights;
+    case_options(dir, meta, &o, weights);
     o.backend = FN_BACKEND_CPU;
     o.threads = getenv("FN_TEST_THREADS") ? atoi(getenv("FN_TEST_THREADS")) : 0;
-    o.input_size = (int)json_get(meta, "input_size")->number;
-    for (int c = 0; c < 3; c++) {
-        o.mean[c] = (float)json_at(json_get(meta, "mean"), (size_t)c)->number;
-        o.std[c] = (float)json_at(json_get(meta, "std"), (size_t)c)->number;
-    }
-    const json *opts = json_get(meta, "options"), *pad = json_get(opts, "stem_padding");
-    if (pad)
-        o.stem_padding = (int)pad->number;
+    printf("%s\n", name);
     fn_model *m;
     fn_status s = fn_model_load(&o, &m);
     if (s != FN_OK) {
         fprintf(stderr, "%s: load failed: %s\n", name, fn_last_error());
         test_failures++;
-        json_free(meta);
-        free(text);
         return;
     }
     fn_model_info info;
@@ -158,55 +95,10 @@ static void run_case(const char *dir, const char *name)
     npy_free(&input), npy_free(&input_u8), npy_free(&norms), npy_free(&logits);
     npy_free(&features), npy_free(&react);
     fn_model_free(m);
-    json_free(meta);
-    free(text);
-}
-
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 int main(int argc, char **argv)
 {
-    const char *root = FN_FIXTURES "/models";
-    DIR *d = opendir(root);
-    REQUIRE(d);
-    char *names[256];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 256)
-        if (e->d_name[0] != '.')
-            names[n++] = strdup(e->d_name);
-    closedir(d);
-    qsort(names, (size_t)n, sizeof *names, compare_names);
-    int ran = 0;
-    for (int i = 0; i < n; i++) {
-        char dir[512];
-        snprintf(dir, sizeof dir, "%s/%s", root, names[i]);
-        if (argc > 1 && strcmp(argv[1], names[i]) != 0)
-            continue;
-        /* architectures this build does not have are reported, not failed */
-        char meta[1100];
-        snprintf(meta, sizeof meta, "%s/meta.json", dir);
-        size_t len;
-        char *text = slurp(meta, &len);
-        json *j;
-        REQUIRE_OK(json_parse(text, len, meta, &j));
-        int known = 0;
-        for (int a = 0; a < fn_arch_count(); a++)
-            known |= strcmp(fn_arch_name(a), json_get(j, "arch")->string) == 0;
-        if (!known) {
-            fprintf(stderr, "%s: architecture %s is not built in\n", names[i], json_get(j, "arch")->string);
-            test_failures++;
-        } else {
-            run_case(dir, names[i]);
-            ran++;
-        }
-        json_free(j);
-        free(text);
-        free(names[i]);
-    }
-    printf("%d fixture cases run\n", ran);
+    for_each_case(argc > 1 ? argv[1] : NULL, run_case);
     return test_finish("test_forward");
 }

@@ -7,27 +7,16 @@
 
 #include <stb/stb_image.h>
 
-#include "featurenorm.h"
-#include "npy_read.h"
-#include "test.h"
+#include "fixture_cases.h"
 
-static int compare_rows(const char *what, const float *got, const npy *want)
+/* Compares with PyTorch's float64 values within 1e-4, row-scaled. */
+static void compare(const char *what, const char *arch, const float *got, const npy *want)
 {
-    size_t rows = (size_t)want->shape[0], cols = want->count / rows;
-    double worst = 0;
-    for (size_t r = 0; r < rows; r++) {
-        double scale = 0;
-        for (size_t c = 0; c < cols; c++)
-            scale = fmax(scale, fabs(want->data[r * cols + c]));
-        for (size_t c = 0; c < cols; c++) {
-            double err = fabs(got[r * cols + c] - want->data[r * cols + c]) /
-                         (fabs(want->data[r * cols + c]) + scale);
-            worst = fmax(worst, err);
-        }
-    }
+    float *w = npy_floats(want);
+    int rows = (int)want->shape[0];
+    double worst = compare_rows(what, arch, got, w, rows, (int)(want->count / (size_t)rows), NULL, 1e-4);
     printf("  %-8s max rel. error %.2e\n", what, worst);
-    CHECK_MSG(worst <= 1e-4, "%s differ from PyTorch by %.2e", what, worst);
-    return worst <= 1e-4;
+    free(w);
 }
 
 static void run(const char *arch, const char *th)
@@ -52,12 +41,9 @@ static void run(const char *arch, const char *th)
     snprintf(dir, sizeof dir, "%s/real/%s", FN_FIXTURES, arch);
     npy norms, logits, labels;
     char path[1100];
-    snprintf(path, sizeof path, "%s/norms.npy", dir);
-    REQUIRE(npy_load(path, &norms) == 0);
-    snprintf(path, sizeof path, "%s/logits.npy", dir);
-    REQUIRE(npy_load(path, &logits) == 0);
-    snprintf(path, sizeof path, "%s/labels.npy", dir);
-    REQUIRE(npy_load(path, &labels) == 0);
+    load_npy(dir, "norms.npy", &norms);
+    load_npy(dir, "logits.npy", &logits);
+    load_npy(dir, "labels.npy", &labels);
 
     /* the folder through the pipeline: FeatureNorm of every block */
     fn_dataset *d;
@@ -70,7 +56,7 @@ static void run(const char *arch, const char *th)
     fn_scores *s;
     REQUIRE_OK(fn_score_dataset(m, d, &ro, &s));
     REQUIRE(s->n == 100);
-    compare_rows("norms", s->norms, &norms);
+    compare("norms", arch, s->norms, &norms);
     int correct = 0;
     for (size_t i = 0; i < 100; i++)
         correct += s->pred[i] == (int)labels.data[i];
@@ -89,7 +75,7 @@ static void run(const char *arch, const char *th)
     float *got = malloc(sizeof(float) * 100 * 10), *got_norms = malloc(sizeof(float) * 100 * 27);
     fn_outputs out = {.norms = got_norms, .logits = got};
     REQUIRE_OK(fn_model_forward_u8(m, 100, images, &out));
-    compare_rows("logits", got, &logits);
+    compare("logits", arch, got, &logits);
 
     /* the same images as CIFAR binary records give the same rows */
     fn_dataset *bin;
