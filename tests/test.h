@@ -69,6 +69,21 @@ static int test_failures;
         exit(77);                                                            \
     } while (0)
 
+/* For the CUDA tests (which include backend.h): skip unless this build has the
+ * CUDA backend and a usable device; else print the device. */
+#ifdef FN_WITH_CUDA
+#define SKIP_WITHOUT_CUDA()                                                  \
+    do {                                                                     \
+        char why_[256];                                                      \
+        if (!cuda_backend_usable(why_, sizeof why_))                         \
+            SKIP("%s", why_);                                                \
+        setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a timeout kill */ \
+        printf("device: %s\n", why_);                                        \
+    } while (0)
+#else
+#define SKIP_WITHOUT_CUDA() SKIP("this build has no CUDA backend (configure with -DFEATURENORM_CUDA=ON)")
+#endif
+
 static inline int test_exists(const char *path)
 {
     struct stat st;

@@ -569,14 +569,8 @@ static void test_elementwise(void)
 
 int main(void)
 {
-#ifndef FN_WITH_CUDA
-    SKIP("this build has no CUDA backend (configure with -DFEATURENORM_CUDA=ON)");
-#else
-    char why[256];
-    if (!cuda_backend_usable(why, sizeof why))
-        SKIP("%s", why);
-    setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a timeout kill under ctest */
-    printf("device: %s\n", why);
+    SKIP_WITHOUT_CUDA();
+#ifdef FN_WITH_CUDA
     test_norms();
     test_preprocess();
     test_scores();

@@ -300,14 +300,8 @@ static void test_too_big(void)
 
 int main(int argc, char **argv)
 {
-#ifndef FN_WITH_CUDA
-    SKIP("this build has no CUDA backend (configure with -DFEATURENORM_CUDA=ON)");
-#else
-    char why[256];
-    if (!cuda_backend_usable(why, sizeof why))
-        SKIP("%s", why);
-    setvbuf(stdout, NULL, _IOLBF, 0); /* lines survive a timeout kill under ctest */
-    printf("device: %s\n", why);
+    SKIP_WITHOUT_CUDA();
+#ifdef FN_WITH_CUDA
     for_each_case(argc > 1 ? argv[1] : NULL, run_case);
     if (argc <= 1) {
         test_real_resnet20();
