@@ -142,12 +142,6 @@ static fn_shape shape_of(const cuda_backend *cb, int t, int n)
     return s;
 }
 
-static const char *precision_name(fn_precision p)
-{
-    static const char *names[] = {"fp32", "tf32", "fp16", "bf16"};
-    return (unsigned)p < 4 ? names[p] : "?";
-}
-
 static int env_flag(const char *name)
 {
     const char *v = getenv(name);
@@ -312,7 +306,7 @@ static fn_status out_of_memory(const cuda_backend *cb, const char *what, size_t 
                    "%s: %s%s at batch %d needs about %.0f MiB of GPU memory (%.3f MiB per image, "
                    "%.0f MiB for weights and fixed buffers) but %s had %.0f MiB free of %.0f MiB; "
                    "%s (lower the batch / max_batch)",
-                   cb->net->arch, failed, precision_name(cb->precision), cb->max_batch, need / MIB,
+                   cb->net->arch, failed, fn_precision_name(cb->precision), cb->max_batch, need / MIB,
                    per_image / MIB, fixed_bytes(cb) / MIB, cb->gpu_name, cb->free_at_create / MIB,
                    cb->total_mem / MIB, advice);
 }
@@ -632,7 +626,7 @@ static fn_status select_algo(cuda_backend *cb, int i, int find, void *ws, size_t
     const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
     return fn_fail(FN_ERR_DEVICE, "%s: cuDNN %zu has no %s algorithm for layer %s (%d -> %d channels, "
                    "%dx%d kernel, stride %d, pad %d, %d groups, %dx%d input) within %.0f MiB of workspace",
-                   cb->net->arch, cudnnGetVersion(), precision_name(cb->precision), op->name, in->c, out->c,
+                   cb->net->arch, cudnnGetVersion(), fn_precision_name(cb->precision), op->name, in->c, out->c,
                    op->k, op->k, op->stride, op->pad, op->groups, in->h, in->w, limit / MIB);
 }
 
@@ -1075,7 +1069,7 @@ fn_status cuda_backend_create(const net *nt, const backend_config *cfg, backend 
     snprintf(cb->gpu_name, sizeof cb->gpu_name, "%.95s", prop.name);
     size_t dnn = cudnnGetVersion();
     snprintf(cb->base.device, sizeof cb->base.device, "%.80s, cuDNN %zu.%zu.%zu, %s %s", prop.name,
-             dnn / 10000, dnn % 10000 / 100, dnn % 100, precision_name(cb->precision),
+             dnn / 10000, dnn % 10000 / 100, dnn % 100, fn_precision_name(cb->precision),
              cb->layout == FN_NHWC ? "NHWC" : "NCHW");
     CK_CUDA_GOTO(cudaStreamCreateWithFlags(&cb->compute, cudaStreamNonBlocking), fail);
     CK_CUDA_GOTO(cudaStreamCreateWithFlags(&cb->copy, cudaStreamNonBlocking), fail);

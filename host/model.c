@@ -17,7 +17,7 @@ void fn_model_options_init(fn_model_options *o)
     o->precision = FN_PRECISION_FP32;
 }
 
-static const char *precision_name(fn_precision p)
+const char *fn_precision_name(fn_precision p)
 {
     static const char *names[] = {"fp32", "tf32", "fp16", "bf16"};
     return (unsigned)p < 4 ? names[p] : "?";
@@ -72,7 +72,7 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
             return fn_fail(FN_ERR_INVALID_ARG, "normalisation std must be positive and mean finite");
     if (o->backend == FN_BACKEND_CPU && o->precision != FN_PRECISION_FP32)
         return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 only (asked for %s)",
-                       precision_name(o->precision));
+                       fn_precision_name(o->precision));
 
     fn_model *m = fn_calloc(1, sizeof *m);
     if (!m)

@@ -14,35 +14,6 @@
 #include "progress.h"
 #include "run.h"
 
-void fn_run_options_init(fn_run_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->preset = FN_PRESET_AUTO;
-    o->block = -1;
-    o->react_percentile = 90.0f;
-}
-
-fn_status run_setup(fn_model *m, const fn_dataset *d, const fn_run_options *o, int per_image,
-                    run_settings *rs)
-{
-    if (!m || !d || !o)
-        return fn_fail(FN_ERR_INVALID_ARG, "NULL model, dataset or options");
-    if (!m->be)
-        return fn_fail(FN_ERR_INVALID_ARG, "%s: the model was loaded without weights", m->net.arch);
-    if (o->batch < 0 || o->decode_threads < 0 || (unsigned)o->preset > FN_PRESET_IMAGENET)
-        return fn_fail(FN_ERR_INVALID_ARG, "an option is out of range");
-    int batch = o->batch > 0 ? o->batch : m->max_batch / per_image;
-    if (o->batch > 0 && (long)batch * per_image > m->max_batch)
-        return fn_fail(FN_ERR_INVALID_ARG, "batch %d needs max_batch >= %d (the model has %d)", batch,
-                       batch * per_image, m->max_batch);
-    if (batch < 1)
-        return fn_fail(FN_ERR_INVALID_ARG, "max_batch %d is too small", m->max_batch);
-    rs->batch = batch;
-    rs->preset = o->preset == FN_PRESET_AUTO ? m->net.preset : o->preset;
-    rs->threads = o->decode_threads > 0 ? o->decode_threads : m->threads;
-    return FN_OK;
-}
-
 void fn_scores_free(fn_scores *s)
 {
     if (!s)

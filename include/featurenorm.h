@@ -72,6 +72,8 @@ typedef enum fn_precision {
     FN_PRECISION_BF16  /* CUDA: bfloat16 storage, NHWC, float32 accumulation */
 } fn_precision;
 
+FN_API const char *fn_precision_name(fn_precision p); /* "fp32", "tf32", ... */
+
 typedef enum fn_preset {
     FN_PRESET_AUTO,     /* the architecture's: CIFAR for 32x32 inputs, else ImageNet */
     FN_PRESET_CIFAR,    /* squash to S x S, antialiased bilinear (PIL) */

@@ -118,11 +118,9 @@ static void run_case(const char *dir, const char *name, const json *meta)
     load_npy(dir, "input_u8.npy", &input_u8);
     const int n = (int)input.shape[0], big = 2 * n + 1;
     const size_t img_f = input.count / (size_t)n, img_u8 = input_u8.count / (size_t)n;
-    float *x = malloc(sizeof(float) * input.count), *x_big = malloc(sizeof(float) * img_f * big);
+    float *x = npy_floats(&input), *x_big = malloc(sizeof(float) * img_f * big);
     uint8_t *u8_big = malloc(img_u8 * big);
     int *map = malloc(sizeof(int) * big);
-    for (size_t i = 0; i < input.count; i++)
-        x[i] = (float)input.data[i];
     for (int r = 0; r < big; r++) { /* n < max_batch, then max_batch: images repeated */
         map[r] = (r * 7 + 3) % n;
         memcpy(x_big + (size_t)r * img_f, x + (size_t)map[r] * img_f, sizeof(float) * img_f);

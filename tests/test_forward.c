@@ -57,9 +57,7 @@ static void run_case(const char *dir, const char *name, const json *meta)
     load_npy(dir, "features.npy", &features);
     load_npy(dir, "react_logits.npy", &react);
     int n = (int)input.shape[0];
-    float *x = malloc(sizeof(float) * input.count);
-    for (size_t i = 0; i < input.count; i++)
-        x[i] = (float)input.data[i];
+    float *x = npy_floats(&input);
     float *g_norms = calloc(norms.count, sizeof(float)), *g_logits = calloc(logits.count, sizeof(float));
     float *g_feat = calloc(features.count, sizeof(float)), *g_react = calloc(react.count, sizeof(float));
     float *g_energy = calloc((size_t)n, sizeof(float));

@@ -33,7 +33,8 @@ int cmd_info(int argc, char **argv)
     printf("classes     %d (penultimate features: %d)\n", info.num_classes, info.feature_dim);
     printf("weights     %s\n", info.has_weights ? "loaded" : "none (shapes at the default widths)");
     if (info.has_weights)
-        printf("backend     %s: %s, max batch %d\n", info.backend, info.device, info.max_batch);
+        printf("backend     %s: %s, %s, max batch %d\n", info.backend, info.device,
+               fn_precision_name(info.precision), info.max_batch);
     printf("blocks      %d\n\n  #  %-16s %s\n", info.num_blocks, "block", "output (C x H x W)");
     for (int b = 0; b < info.num_blocks; b++) {
         int c, h, w;

@@ -31,6 +31,7 @@ typedef struct cpu_backend {
     size_t col_stride; /* floats of one thread's im2col slab */
     float **packed;    /* per op: weights re-laid for the direct kernel, or NULL */
     float *padded;     /* zero-padded input of a direct convolution */
+    float input_table[3][256]; /* uint8 -> normalised input, per channel */
     double *sums;    /* C x N per-channel norms of a tapped tensor */
 } cpu_backend;
 
@@ -405,8 +406,6 @@ static void load_input(cpu_backend *cb, int n, const float *x, const uint8_t *x_
     const net *nt = cb->net;
     const size_t hw = (size_t)nt->input_size * nt->input_size;
     float *dst = tensor_at(cb, nt->input, n);
-    float table[3][256];
-    net_input_table(nt, table);
 #pragma omp parallel for num_threads(cb->threads) schedule(static) collapse(2)
     for (int c = 0; c < 3; c++)
         for (int img = 0; img < n; img++) {
@@ -416,7 +415,7 @@ static void load_input(cpu_backend *cb, int n, const float *x, const uint8_t *x_
             } else {
                 const uint8_t *s = x_u8 + (size_t)img * hw * 3 + c;
                 for (size_t i = 0; i < hw; i++)
-                    d[i] = table[c][s[3 * i]];
+                    d[i] = cb->input_table[c][s[3 * i]];
             }
         }
 }
@@ -519,6 +518,7 @@ fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend *
         return FN_ERR_NO_MEMORY;
     cb->net = nt;
     cb->max_batch = cfg->max_batch;
+    net_input_table(nt, cb->input_table);
     cb->threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
     cb->base.name = "cpu";
     cb->base.forward = cpu_forward;
