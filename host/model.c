@@ -9,6 +9,7 @@
 #include "error.h"
 #include "model.h"
 #include "models/models.h"
+#include "onnx/onnx_net.h"
 
 void fn_model_options_init(fn_model_options *o)
 {
@@ -59,10 +60,13 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     if (!out)
         return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: out is NULL");
     *out = NULL;
-    if (!o || !o->arch)
-        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: no architecture given");
-    const arch *a = arch_find(o->arch);
-    if (!a)
+    if (!o || (!o->arch && !o->model))
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: no architecture or model file given");
+    if (o->model && (o->arch || o->weights))
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: give an ONNX model or an architecture with "
+                       "weights, not both");
+    const arch *a = o->model ? NULL : arch_find(o->arch);
+    if (!a && !o->model)
         return unknown_arch(o->arch);
     if (o->input_size < 0 || o->input_size > 4096 || o->max_batch < 0 || o->threads < 0 ||
         (unsigned)o->precision > FN_PRECISION_BF16 || (unsigned)o->backend > FN_BACKEND_CUDA)
@@ -82,11 +86,15 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     m->verbose = o->verbose;
     st_file *weights = NULL;
     fn_status s = FN_OK;
-    if (o->weights && (s = st_open(o->weights, &weights)) != FN_OK)
-        goto fail;
-    arch_options ao = {o->stem_padding};
-    s = arch_build(a, weights, o->input_size, &ao, &m->net);
-    st_close(weights); /* every parameter is copied (and BN-folded) into the net */
+    if (o->model) {
+        s = onnx_build_net(o->model, o->blocks, o->input_size, o->verbose, &m->net);
+    } else {
+        if (o->weights && (s = st_open(o->weights, &weights)) != FN_OK)
+            goto fail;
+        arch_options ao = {o->stem_padding};
+        s = arch_build(a, weights, o->input_size, &ao, &m->net);
+        st_close(weights); /* every parameter is copied (and BN-folded) into the net */
+    }
     if (s != FN_OK)
         goto fail;
     if (o->std[0] != 0) {

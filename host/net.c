@@ -396,6 +396,73 @@ int nb_linear(net_builder *nb, int in, const char *name, int out, net_act act)
     return op->out;
 }
 
+/* Copies count floats (zeros when src is NULL) into a new array. */
+static float *copy_floats(net_builder *nb, const float *src, size_t count)
+{
+    float *p = fn_calloc(count, sizeof(float));
+    if (!p)
+        fail(nb, FN_ERR_NO_MEMORY);
+    else if (src)
+        memcpy(p, src, sizeof(float) * count);
+    return p;
+}
+
+int nb_conv_from(net_builder *nb, int in, const char *name, const float *w, const float *b, int cout,
+                 int k, int stride, int pad, int groups, net_act act, int res)
+{
+    if (!nb_ok(nb) || in < 0)
+        return -1;
+    net_tensor x = *tensor(nb, in);
+    if (groups <= 0 || x.c % groups || cout % groups)
+        return fail(nb, fn_fail(FN_ERR_SHAPE, "%s: %d groups do not divide %d -> %d channels",
+                                name, groups, x.c, cout));
+    int oh = out_size(x.h, k, stride, pad), ow = out_size(x.w, k, stride, pad);
+    if (res >= 0) {
+        const net_tensor *r = tensor(nb, res);
+        if (r->c != cout || r->h != oh || r->w != ow)
+            return fail(nb, fn_fail(FN_ERR_SHAPE, "%s: residual is %d x %d x %d, output %d x %d x %d",
+                                    name, r->c, r->h, r->w, cout, oh, ow));
+    }
+    net_op *op = add_op(nb, OP_CONV, in, cout, oh, ow, name);
+    if (!op)
+        return -1;
+    op->k = k, op->stride = stride, op->pad = pad, op->groups = groups, op->act = act, op->res = res;
+    size_t count = (size_t)cout * (size_t)(x.c / groups) * (size_t)k * (size_t)k;
+    if (!(op->w = copy_floats(nb, w, count)) || !(op->b = copy_floats(nb, b, (size_t)cout)))
+        return -1;
+    return op->out;
+}
+
+int nb_affine_from(net_builder *nb, int in, const char *name, const float *scale, const float *shift,
+                   net_act act)
+{
+    if (!nb_ok(nb) || in < 0)
+        return -1;
+    net_tensor x = *tensor(nb, in);
+    net_op *op = add_op(nb, OP_AFFINE, in, x.c, x.h, x.w, name);
+    if (!op)
+        return -1;
+    op->act = act;
+    if (!(op->w = copy_floats(nb, scale, (size_t)x.c)) || !(op->b = copy_floats(nb, shift, (size_t)x.c)))
+        return -1;
+    return op->out;
+}
+
+int nb_linear_from(net_builder *nb, int in, const char *name, const float *w, const float *b, int out,
+                   net_act act)
+{
+    if (!nb_ok(nb) || in < 0)
+        return -1;
+    size_t fan_in = net_tensor_elems(nb->net, in);
+    net_op *op = add_op(nb, OP_LINEAR, in, out, 1, 1, name);
+    if (!op)
+        return -1;
+    op->act = act;
+    if (!(op->w = copy_floats(nb, w, (size_t)out * fan_in)) || !(op->b = copy_floats(nb, b, (size_t)out)))
+        return -1;
+    return op->out;
+}
+
 void nb_tap(net_builder *nb, int t, const char *name)
 {
     if (!nb_ok(nb) || t < 0)

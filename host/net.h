@@ -42,7 +42,7 @@ typedef struct net_op {
 } net_op;
 
 typedef struct net_block {
-    char name[32];               /* "layer3.0" */
+    char name[128];              /* "layer3.0", or an ONNX tensor name */
     int op;                      /* the op whose output is tapped */
 } net_block;
 
@@ -100,6 +100,15 @@ int nb_avgpool(net_builder *nb, int in, int out_h, int out_w);
 int nb_shortcut_a(net_builder *nb, int in, int cout);
 int nb_scale(net_builder *nb, int in, int scale);
 int nb_linear(net_builder *nb, int in, const char *name, int out, net_act act);
+/* The same layers from float arrays (ONNX graphs), copied; BatchNorm already
+ * folded in. w: cout x cin/groups x k x k (conv), out x fan_in (linear); b may
+ * be NULL (zero). */
+int nb_conv_from(net_builder *nb, int in, const char *name, const float *w, const float *b, int cout,
+                 int k, int stride, int pad, int groups, net_act act, int res);
+int nb_affine_from(net_builder *nb, int in, const char *name, const float *scale, const float *shift,
+                   net_act act);
+int nb_linear_from(net_builder *nb, int in, const char *name, const float *w, const float *b, int out,
+                   net_act act);
 /* Tap the op that produced tensor t as the next block, named name. */
 void nb_tap(net_builder *nb, int t, const char *name);
 /* The network ends here: `logits` is the last linear op's output. */

@@ -1,7 +1,7 @@
 /* featurenorm.h: out-of-distribution detection with block-selected FeatureNorm.
  *
  * The whole public API in one read. A trained CNN is loaded from safetensors,
- * run on the CPU (OpenBLAS) or CUDA (cuDNN/cuBLAS) backend, and every forward
+ * (or any CNN from an ONNX file), run on the CPU (OpenBLAS) or CUDA (cuDNN/cuBLAS) backend, and every forward
  * pass returns the FeatureNorm of every block plus the logits:
  *
  *   FeatureNorm(x; block) = mean over channels c of || max(z_c, 0) ||_2
@@ -83,6 +83,8 @@ typedef enum fn_preset {
 typedef struct fn_model_options {
     const char *arch;       /* see fn_arch_name(); required */
     const char *weights;    /* .safetensors path; NULL builds shapes only (info) */
+    const char *model;      /* instead of arch + weights: an .onnx file (any CNN, see README) */
+    const char *blocks;     /* ONNX: NULL or "auto", "all", or tensor names "a,b,..." */
     fn_backend backend;     /* AUTO: CUDA when a device is usable, else CPU */
     fn_precision precision; /* FP32 by default */
     int max_batch;          /* largest n passed to forward (default 64) */

@@ -172,6 +172,8 @@ int cli_model_options(const cli_args *a, fn_model_options *o)
     fn_model_options_init(o);
     o->arch = cli_get(a, "arch");
     o->weights = cli_get(a, "weights");
+    o->model = cli_get(a, "model");
+    o->blocks = cli_get(a, "blocks");
     o->verbose = !cli_has(a, "quiet"); /* which backend, and why */
     int backend = 0, precision = 0;
     long batch = 0, threads = 0, size = 0, pad = 0;
@@ -193,8 +195,16 @@ int cli_model_options(const cli_args *a, fn_model_options *o)
     if (cli_has(a, "mean") &&
         (parse_triple("mean", cli_get(a, "mean"), o->mean) || parse_triple("std", cli_get(a, "std"), o->std)))
         return -1;
-    if (!o->arch) {
-        fprintf(stderr, "featurenorm: --arch is required (featurenorm info lists the architectures)\n");
+    if (o->model && (o->arch || o->weights)) {
+        fprintf(stderr, "featurenorm: give --model or --arch/--weights, not both\n");
+        return -1;
+    }
+    if (o->blocks && !o->model) {
+        fprintf(stderr, "featurenorm: --blocks goes with --model (named architectures have fixed blocks)\n");
+        return -1;
+    }
+    if (!o->arch && !o->model) {
+        fprintf(stderr, "featurenorm: --arch or --model is required (featurenorm info lists the architectures)\n");
         return -1;
     }
     return 0;
@@ -212,7 +222,7 @@ int cli_load_model(const cli_args *a, int allow_no_weights, fn_model **m)
     *m = NULL;
     if (cli_model_options(a, &o))
         return 2;
-    if (!o.weights && !allow_no_weights) {
+    if (!o.weights && !o.model && !allow_no_weights) {
         fprintf(stderr, "featurenorm: --weights is required\n");
         return 2;
     }

@@ -32,12 +32,14 @@ int cli_int(const cli_args *a, const char *name, long lo, long hi, long *out);
 int cli_float(const cli_args *a, const char *name, double *out);
 void cli_print_flags(const cli_flag *flags, int n_flags);
 
-/* --arch --weights --backend --precision --batch --threads --input-size --mean --std
+/* --arch --weights --model --blocks --backend --precision --batch --threads --input-size --mean --std
  * --stem-padding, filling model options; --preset --decode-threads --strict --quiet
  * --limit --every --labels for the dataset passes. */
 #define CLI_MODEL_FLAGS                                                                   \
     {"arch", "A", "architecture (featurenorm info lists them)", 0},                        \
     {"weights", "W", "weights, .safetensors (scripts/convert_weights.py makes them)", 0}, \
+    {"model", "F", "instead of --arch/--weights: any CNN as an .onnx file", 0},          \
+    {"blocks", "B", "ONNX: auto (default) | all | tensor names a,b,... (see info)", 0},    \
     {"backend", "B", "auto | cpu | cuda (default auto)", 0},                              \
     {"precision", "P", "fp32 | tf32 | fp16 | bf16 (default fp32; CUDA only but fp32)", 0},\
     {"batch", "N", "images per forward pass (default: 256 at <= 64 px, else 64)", 0},      \

@@ -1,5 +1,6 @@
 /* cmd_info.c: `featurenorm info`: the architectures, or one network's blocks. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -9,20 +10,35 @@ int cmd_info(int argc, char **argv)
 {
     cli_args a;
     int r = cli_parse(&a, flags, sizeof flags / sizeof flags[0], argc, argv,
-                      "usage: featurenorm info [--arch A [--weights W]]\n\n"
+                      "usage: featurenorm info [--arch A [--weights W] | --model F.onnx [--blocks B]]\n\n"
                       "Without --arch: the architectures. With it: input, normalisation, classes,\n"
-                      "backend, and every block with its output shape (C x H x W).");
+                      "backend, and every block with its output shape (C x H x W). With --model:\n"
+                      "every feature map that can be a block (--blocks), '*' marking the automatic ones.");
     if (r)
         return r > 0 ? 0 : 2;
-    if (!cli_has(&a, "arch")) {
+    if (!cli_has(&a, "arch") && !cli_has(&a, "model")) {
         printf("%-16s %s\n", "architecture", "description");
         for (int i = 0; i < fn_arch_count(); i++)
             printf("%-16s %s\n", fn_arch_name(i), fn_arch_description(i));
         return 0;
     }
-    fn_model *m;
-    if ((r = cli_load_model(&a, 1, &m)))
+    fn_model *m, *chosen = NULL;
+    if (cli_has(&a, "model") && !cli_has(&a, "blocks")) {
+        /* every candidate, marked where --blocks auto would take it */
+        fn_model_options o;
+        if (cli_model_options(&a, &o))
+            return 2;
+        o.blocks = "all";
+        fn_status s = fn_model_load(&o, &m);
+        if (s != FN_OK)
+            return cli_error(s);
+        o.blocks = "auto";
+        o.verbose = 0;
+        if ((s = fn_model_load(&o, &chosen)) != FN_OK)
+            chosen = NULL; /* still list the candidates */
+    } else if ((r = cli_load_model(&a, 1, &m))) {
         return r;
+    }
     fn_model_info info;
     fn_model_get_info(m, &info);
     static const char *const presets[] = {"auto", "cifar", "imagenet"};
@@ -35,12 +51,20 @@ int cmd_info(int argc, char **argv)
     if (info.has_weights)
         printf("backend     %s: %s, %s, max batch %d\n", info.backend, info.device,
                fn_precision_name(info.precision), info.max_batch);
-    printf("blocks      %d\n\n  #  %-16s %s\n", info.num_blocks, "block", "output (C x H x W)");
+    int width = 16; /* ONNX tensor names run long */
+    for (int b = 0; b < info.num_blocks; b++)
+        if ((int)strlen(fn_model_block_name(m, b)) > width)
+            width = (int)strlen(fn_model_block_name(m, b));
+    printf("blocks      %d%s\n\n  #  %-*s %s\n", info.num_blocks,
+           chosen ? " candidates (* = chosen by --blocks auto)" : "", width, "block", "output (C x H x W)");
     for (int b = 0; b < info.num_blocks; b++) {
         int c, h, w;
+        const char *name = fn_model_block_name(m, b);
         fn_model_block_shape(m, b, &c, &h, &w);
-        printf("%3d  %-16s %d x %d x %d\n", b, fn_model_block_name(m, b), c, h, w);
+        printf("%3d%s %-*s %d x %d x %d\n", b, chosen && fn_model_find_block(chosen, name) >= 0 ? "*" : " ",
+               width, name, c, h, w);
     }
+    fn_model_free(chosen);
     fn_model_free(m);
     return 0;
 }
