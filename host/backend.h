@@ -1,6 +1,17 @@
 /* backend.h: what a compute backend implements. The CPU backend (host/cpu/) is
  * the reference; the CUDA backend (cuda/) must agree with it. Both execute the
- * same net description and write the same outputs. */
+ * same net description and return the same tensors; every score is computed
+ * from those on the host (host/scores.c), never inside a backend.
+ *
+ * A backend owns `slots` batch slots, each with a host input buffer the decode
+ * threads write into (pinned memory on CUDA) and host output buffers. Work is
+ * submitted to a slot and collected from it later, so on a GPU the copy of one
+ * batch, the compute of another and the decoding of a third overlap:
+ *
+ *   input(s) <- decode;  submit(s, n);  ...other slots...;  collect(s) -> rows
+ *
+ * Slots are collected in the order they were submitted. A synchronous backend
+ * (the CPU) does the work in submit and collect just hands the rows over. */
 #ifndef FN_BACKEND_H
 #define FN_BACKEND_H
 
@@ -9,26 +20,49 @@
 #include "featurenorm.h"
 #include "net.h"
 
+#define BACKEND_MAX_SLOTS 4
+
 typedef struct backend_config {
-    int max_batch;
+    int max_batch;          /* rows per submit, at most */
     int threads;
     fn_precision precision;
 } backend_config;
 
+/* One submitted batch. x: n x 3 x S x S normalised floats from the caller's
+ * memory, or NULL for the slot's own uint8 input buffer (n x S x S x 3 RGB,
+ * normalised by the backend with the net's mean and std). */
+typedef struct backend_request {
+    int n;
+    const float *x;
+    float react_clip;       /* > 0: also the last linear layer on features clipped at it */
+} backend_request;
+
+/* A collected batch: row-major host buffers owned by the backend, valid until
+ * the slot is submitted again. */
+typedef struct backend_result {
+    int n;
+    const float *norms;        /* n x blocks: FeatureNorm of every tapped block */
+    const float *logits;       /* n x classes */
+    const float *features;     /* n x feature_dim: input of the last linear layer */
+    const float *react_logits; /* n x classes, or NULL when react_clip was 0 */
+} backend_result;
+
 typedef struct backend backend;
 struct backend {
-    const char *name;     /* "cpu" or "cuda" */
-    char device[128];     /* shown by `featurenorm info` */
-    /* Exactly one of x (n x 3 x S x S normalised float) and x_u8 (n x S x S x 3
-     * RGB bytes, normalised by the backend with the net's mean/std) is set. */
-    fn_status (*forward)(backend *self, int n, const float *x, const uint8_t *x_u8,
-                         fn_outputs *out);
+    const char *name;       /* "cpu" or "cuda" */
+    char device[160];       /* shown by `featurenorm info` */
+    int slots;              /* 2 .. BACKEND_MAX_SLOTS */
+    /* The slot's input buffer: max_batch x S x S x 3 bytes. */
+    uint8_t *(*input)(backend *self, int slot);
+    fn_status (*submit)(backend *self, int slot, const backend_request *rq);
+    /* Waits for the slot's batch. A failure names the batch's failing op. */
+    fn_status (*collect)(backend *self, int slot, backend_result *out);
     void (*destroy)(backend *self);
 };
 
 fn_status cpu_backend_create(const net *net, const backend_config *cfg, backend **out);
 
-/* Defined by cuda/backend_cuda.c when built with CUDA, else by host/cuda_stub.c. */
+/* Defined by cuda/ when built with CUDA, else by host/cuda_stub.c. */
 fn_status cuda_backend_create(const net *net, const backend_config *cfg, backend **out);
 /* 1 when a CUDA device can be used; else 0 and why (no device, driver too old...). */
 int cuda_backend_usable(char *why, size_t why_len);

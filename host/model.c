@@ -10,6 +10,7 @@
 #include "model.h"
 #include "models/models.h"
 #include "onnx/onnx_net.h"
+#include "scores.h"
 
 void fn_model_options_init(fn_model_options *o)
 {
@@ -163,6 +164,47 @@ int fn_model_find_block(const fn_model *m, const char *name)
     return -1;
 }
 
+void fn_outputs_init(fn_outputs *o)
+{
+    memset(o, 0, sizeof *o);
+    o->block = -1;
+}
+
+/* Rows of a collected batch into the caller's outputs; scores from the table. */
+static void deliver(const fn_model *m, const backend_result *r, const fn_outputs *out)
+{
+    const net *nt = &m->net;
+    const size_t n = (size_t)r->n;
+    if (out->norms)
+        memcpy(out->norms, r->norms, sizeof(float) * n * nt->n_blocks);
+    if (out->logits)
+        memcpy(out->logits, r->logits, sizeof(float) * n * nt->num_classes);
+    if (out->features)
+        memcpy(out->features, r->features, sizeof(float) * n * nt->feature_dim);
+    if (out->react_logits)
+        memcpy(out->react_logits, r->react_logits, sizeof(float) * n * nt->num_classes);
+    score_input in = {r->n, nt->n_blocks, nt->num_classes, r->norms, r->logits, r->react_logits,
+                      out->block};
+    if (out->pred)
+        scores_pred(&in, out->pred);
+    const int S = scores_count();
+    float column[256];
+    for (int j = 0; out->scores && j < S; j++)
+        for (int i0 = 0; i0 < r->n; i0 += 256) { /* scores are written by rows */
+            score_input part = in;
+            part.n = r->n - i0 < 256 ? r->n - i0 : 256;
+            part.norms += (size_t)i0 * nt->n_blocks;
+            part.logits += (size_t)i0 * nt->num_classes;
+            if (part.react_logits)
+                part.react_logits += (size_t)i0 * nt->num_classes;
+            int ok = scores_available(j, &part);
+            if (ok)
+                scores_at(j)->fn(&part, column);
+            for (int i = 0; i < part.n; i++)
+                out->scores[(size_t)(i0 + i) * S + j] = ok ? column[i] : NAN;
+        }
+}
+
 static fn_status forward(fn_model *m, int n, const float *x, const uint8_t *x_u8, fn_outputs *out)
 {
     if (!m || !out || (!x && !x_u8))
@@ -172,11 +214,23 @@ static fn_status forward(fn_model *m, int n, const float *x, const uint8_t *x_u8
     if (n < 1 || n > m->max_batch)
         return fn_fail(FN_ERR_SHAPE, "batch of %d images; this model takes 1 to %d (max_batch)", n,
                        m->max_batch);
-    if ((out->react_logits || out->react_energy) && !(out->react_clip > 0 && isfinite(out->react_clip)))
-        return fn_fail(FN_ERR_INVALID_ARG, "ReAct outputs need a positive, finite react_clip");
-    return m->be->forward(m->be, n, x, x_u8, out);
+    const int react = out->react_clip != 0;
+    if (react && !(out->react_clip > 0 && isfinite(out->react_clip)))
+        return fn_fail(FN_ERR_INVALID_ARG, "react_clip must be positive and finite");
+    if (out->react_logits && !react)
+        return fn_fail(FN_ERR_INVALID_ARG, "react_logits need a positive react_clip");
+    if (out->block < -1 || out->block >= m->net.n_blocks)
+        return fn_fail(FN_ERR_INVALID_ARG, "block %d: the model has %d blocks", out->block,
+                       m->net.n_blocks);
+    if (x_u8) /* the slot's buffer is where decoded batches land; copy the caller's there */
+        memcpy(m->be->input(m->be, 0), x_u8, (size_t)n * m->net.input_size * m->net.input_size * 3);
+    backend_request rq = {n, x, out->react_clip};
+    backend_result r;
+    FN_TRY(m->be->submit(m->be, 0, &rq));
+    FN_TRY(m->be->collect(m->be, 0, &r));
+    deliver(m, &r, out);
+    return FN_OK;
 }
-
 fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out)
 {
     return forward(m, n, images, NULL, out);

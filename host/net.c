@@ -21,6 +21,7 @@ void net_free(net *n)
     for (int i = 0; i < n->n_ops; i++) {
         free(n->ops[i].w);
         free(n->ops[i].b);
+        free(n->ops[i].cat);
     }
     free(n->ops);
     free(n->tensors);
@@ -68,6 +69,8 @@ fn_status net_plan_memory(net *n)
         last[op->in] = i; /* ops run in order: the latest reader wins */
         if (op->res >= 0)
             last[op->res] = i;
+        for (int j = 0; j < op->n_cat; j++)
+            last[op->cat[j]] = i;
     }
     /* Outputs read back after the pass. */
     last[n->input] = last[n->features] = last[n->logits] = n->n_ops;
@@ -358,13 +361,85 @@ int nb_scale(net_builder *nb, int in, int scale)
         return -1;
     net_tensor x = *tensor(nb, in);
     const net_tensor *s = tensor(nb, scale);
-    if (s->c != x.c || s->h != 1 || s->w != 1)
-        return fail(nb, fn_fail(FN_ERR_SHAPE, "channel scale is %d x %d x %d for %d channels",
-                                s->c, s->h, s->w, x.c));
+    if (s->c != x.c || !((s->h == 1 && s->w == 1) || (s->h == x.h && s->w == x.w)))
+        return fail(nb, fn_fail(FN_ERR_SHAPE, "scale of %d x %d x %d by %d x %d x %d", x.c, x.h,
+                                x.w, s->c, s->h, s->w));
     net_op *op = add_op(nb, OP_SCALE, in, x.c, x.h, x.w, "scale");
     if (!op)
         return -1;
     op->res = scale;
+    return op->out;
+}
+
+int nb_avgpool_k(net_builder *nb, int in, int k, int stride, int pad, int count_include_pad)
+{
+    if (!nb_ok(nb) || in < 0)
+        return -1;
+    net_tensor x = *tensor(nb, in);
+    if (k < 1 || stride < 1 || pad < 0 || 2 * pad > k)
+        return fail(nb, fn_fail(FN_ERR_SHAPE, "average pool k %d stride %d pad %d", k, stride, pad));
+    net_op *op = add_op(nb, OP_AVGPOOL_K, in, x.c, out_size(x.h, k, stride, pad),
+                        out_size(x.w, k, stride, pad), "avgpool");
+    if (!op)
+        return -1;
+    op->k = k, op->stride = stride, op->pad = pad, op->count_include_pad = count_include_pad;
+    return op->out;
+}
+
+int nb_add(net_builder *nb, int a, int b, net_act act)
+{
+    if (!nb_ok(nb) || a < 0 || b < 0)
+        return -1;
+    net_tensor x = *tensor(nb, a);
+    const net_tensor *y = tensor(nb, b);
+    if (x.c != y->c || x.h != y->h || x.w != y->w)
+        return fail(nb, fn_fail(FN_ERR_SHAPE, "add of %d x %d x %d and %d x %d x %d", x.c, x.h, x.w,
+                                y->c, y->h, y->w));
+    net_op *op = add_op(nb, OP_ADD, a, x.c, x.h, x.w, "add");
+    if (!op)
+        return -1;
+    op->res = b, op->act = act;
+    return op->out;
+}
+
+int nb_act(net_builder *nb, int in, net_act act, float alpha)
+{
+    if (!nb_ok(nb) || in < 0)
+        return -1;
+    net_tensor x = *tensor(nb, in);
+    net_op *op = add_op(nb, OP_ACT, in, x.c, x.h, x.w, "act");
+    if (!op)
+        return -1;
+    op->act = act, op->alpha = alpha;
+    return op->out;
+}
+
+int nb_concat(net_builder *nb, const int *ins, int n)
+{
+    if (!nb_ok(nb) || n < 1)
+        return -1;
+    int c = 0;
+    for (int i = 0; i < n; i++) {
+        if (ins[i] < 0)
+            return -1;
+        const net_tensor *t = tensor(nb, ins[i]);
+        if (t->h != tensor(nb, ins[0])->h || t->w != tensor(nb, ins[0])->w)
+            return fail(nb, fn_fail(FN_ERR_SHAPE, "concat of %d x %d and %d x %d maps",
+                                    tensor(nb, ins[0])->h, tensor(nb, ins[0])->w, t->h, t->w));
+        c += t->c;
+    }
+    int *cat = n > 1 ? fn_malloc(sizeof(int) * (size_t)(n - 1)) : NULL;
+    if (n > 1 && !cat)
+        return fail(nb, FN_ERR_NO_MEMORY);
+    net_tensor x = *tensor(nb, ins[0]);
+    net_op *op = add_op(nb, OP_CONCAT, ins[0], c, x.h, x.w, "concat");
+    if (!op) {
+        free(cat);
+        return -1;
+    }
+    if (n > 1)
+        memcpy(cat, ins + 1, sizeof(int) * (size_t)(n - 1));
+    op->cat = cat, op->n_cat = n - 1;
     return op->out;
 }
 

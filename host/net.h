@@ -9,22 +9,32 @@
 #ifndef FN_NET_H
 #define FN_NET_H
 
+#include <math.h>
 #include <stddef.h>
 
 #include "featurenorm.h"
 #include "safetensors.h"
 
-typedef enum net_act { ACT_NONE, ACT_RELU, ACT_RELU6, ACT_HARDSWISH, ACT_HARDSIGMOID } net_act;
+/* Activations, applied after bias (and residual). ACT_LEAKY's slope is op->alpha. */
+typedef enum net_act {
+    ACT_NONE, ACT_RELU, ACT_RELU6, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU, ACT_LEAKY
+} net_act;
 
 typedef enum net_op_kind {
     OP_CONV,       /* out = act(conv(in, w) + b [+ res]), grouped when groups > 1 */
     OP_AFFINE,     /* out = act(in * w[c] + b[c]): a BatchNorm that no conv absorbs */
     OP_MAXPOOL,    /* k x k window, stride, pad (padding never wins the max) */
     OP_AVGPOOL,    /* adaptive average pool to out's h x w (global when 1 x 1) */
+    OP_AVGPOOL_K,  /* k x k window, stride, pad; count_include_pad as ONNX/PyTorch say */
     OP_SHORTCUT_A, /* out[c] = in[c - (out.c - in.c)/2, ::2, ::2], zero elsewhere */
-    OP_SCALE,      /* out[c,h,w] = in[c,h,w] * res[c] (squeeze-excitation) */
+    OP_SCALE,      /* out = in * res: res is c x 1 x 1 (squeeze-excitation) or in's shape */
+    OP_ADD,        /* out = act(in + res), same shapes: an add no conv absorbs */
+    OP_ACT,        /* out = act(in) */
+    OP_CONCAT,     /* out = in, then cat[0..n_cat) along channels (same h x w) */
     OP_LINEAR      /* out = act(w * flatten(in) + b); out is K x 1 x 1 */
 } net_op_kind;
+
+#define NET_NAME 128 /* op and block names: ONNX tensor names can be long */
 
 typedef struct net_tensor {
     int c, h, w;
@@ -36,13 +46,16 @@ typedef struct net_op {
     int in, res, out;            /* tensor ids; res is -1 when unused */
     int k, stride, pad, groups;
     net_act act;
+    float alpha;                 /* ACT_LEAKY's negative slope */
+    int count_include_pad;       /* OP_AVGPOOL_K: padding counts in the divisor */
+    int *cat, n_cat;             /* OP_CONCAT: the tensors after `in`, in order */
     float *w, *b;                /* CONV: cout x cin/groups x k x k; LINEAR: out x in */
     int tap;                     /* >= 0: out's FeatureNorm is this block's column */
-    char name[64];               /* the weights' prefix, for messages */
+    char name[NET_NAME];         /* the weights' prefix, for messages */
 } net_op;
 
 typedef struct net_block {
-    char name[128];              /* "layer3.0", or an ONNX tensor name */
+    char name[NET_NAME];         /* "layer3.0", or an ONNX tensor name */
     int op;                      /* the op whose output is tapped */
 } net_block;
 
@@ -75,6 +88,21 @@ fn_status net_plan_memory(net *n);
 /* uint8 input normalised exactly as torchvision's ToTensor + Normalize do it
  * in float32, (v / 255 - mean) / std, tabulated per channel and value. */
 void net_input_table(const net *n, float table[3][256]);
+/* The activation, one definition for every CPU loop (cuda/common.cuh mirrors it). */
+static inline float net_activate(float v, net_act act, float alpha)
+{
+    switch (act) {
+    case ACT_NONE: return v;
+    case ACT_RELU: return v > 0 ? v : 0;
+    case ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
+    case ACT_HARDSWISH: return v <= -3 ? 0 : v >= 3 ? v : v * (v + 3) / 6;
+    case ACT_HARDSIGMOID: return v <= -3 ? 0 : v >= 3 ? 1 : v / 6 + 0.5f;
+    case ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case ACT_SILU: return v / (1.0f + expf(-v));
+    case ACT_LEAKY: return v >= 0 ? v : v * alpha;
+    }
+    return v;
+}
 
 /* ---- building a net from weights (used by host/models/) ---------------- */
 
@@ -99,6 +127,10 @@ int nb_maxpool(net_builder *nb, int in, int k, int stride, int pad);
 int nb_avgpool(net_builder *nb, int in, int out_h, int out_w);
 int nb_shortcut_a(net_builder *nb, int in, int cout);
 int nb_scale(net_builder *nb, int in, int scale);
+int nb_avgpool_k(net_builder *nb, int in, int k, int stride, int pad, int count_include_pad);
+int nb_add(net_builder *nb, int a, int b, net_act act);
+int nb_act(net_builder *nb, int in, net_act act, float alpha);
+int nb_concat(net_builder *nb, const int *ins, int n);
 int nb_linear(net_builder *nb, int in, const char *name, int out, net_act act);
 /* The same layers from float arrays (ONNX graphs), copied; BatchNorm already
  * folded in. w: cout x cin/groups x k x k (conv), out x fan_in (linear); b may

@@ -1,7 +1,8 @@
-/* pipeline.c: two batch slots and a pool of decode threads.
+/* pipeline.c: batch slots and a pool of decode threads.
  *
- * While the consumer works on the batch in one slot, the threads fill the
- * other. Each thread takes the next undecoded image of the oldest pending
+ * Batches go to slots in ring order and are handed out in the same order.
+ * While the caller (and the device) work on some slots, the threads fill the
+ * others. Each thread takes the next undecoded image of the oldest pending
  * slot, so a slow image never holds the others up. */
 #include "pipeline.h"
 
@@ -13,12 +14,14 @@
 #include "dataset.h"
 #include "error.h"
 #include "image.h"
+#include "progress.h"
 
 typedef struct slot {
     uint8_t *images;
     size_t *index;
     char **errors;  /* per image: NULL, or why it could not be read */
     size_t start;   /* first dataset item */
+    size_t seq;     /* batch number: older batches are decoded first */
     int count;      /* items in this batch (0: nothing left) */
     int next;       /* next item to hand to a thread */
     int done;       /* items finished */
@@ -26,28 +29,30 @@ typedef struct slot {
 } slot;
 
 struct pipeline {
-    const fn_dataset *d;
-    fn_preset preset;
-    int size, batch, strict, quiet;
-    size_t image_bytes;
+    pipeline_config c;
+    size_t image_bytes, end;
     pthread_t *threads;
     int n_threads;
     pthread_mutex_t lock;
     pthread_cond_t work, finished;
-    slot slots[2];
-    int order;         /* the slot holding the next batch to return */
-    int handed_out;    /* the slot the consumer holds, or -1 */
+    slot slots[4];
+    int order;         /* the slot holding the next batch to hand out */
     size_t next_start; /* first dataset item not yet given to a slot */
+    size_t next_seq;
     size_t skipped;
+    double decode_seconds;
     int stop;
 };
+
+static const char no_message[] = ""; /* out of memory for the message itself */
 
 /* Under the lock: give the slot the next batch of items. */
 static void assign(pipeline *p, slot *s)
 {
-    size_t left = p->d->n - p->next_start;
+    size_t left = p->end - p->next_start;
     s->start = p->next_start;
-    s->count = left < (size_t)p->batch ? (int)left : p->batch;
+    s->seq = p->next_seq++;
+    s->count = left < (size_t)p->c.batch ? (int)left : p->c.batch;
     s->next = s->done = 0;
     s->pending = s->count > 0;
     p->next_start += (size_t)s->count;
@@ -57,12 +62,13 @@ static void assign(pipeline *p, slot *s)
 
 static slot *oldest_with_work(pipeline *p)
 {
-    slot *a = &p->slots[p->order], *b = &p->slots[1 - p->order];
-    if (a->pending && a->next < a->count)
-        return a;
-    if (b->pending && b->next < b->count)
-        return b;
-    return NULL;
+    slot *best = NULL;
+    for (int i = 0; i < p->c.slots; i++) {
+        slot *s = &p->slots[i];
+        if (s->pending && s->next < s->count && (!best || s->seq < best->seq))
+            best = s;
+    }
+    return best;
 }
 
 static void *decode_thread(void *arg)
@@ -78,19 +84,21 @@ static void *decode_thread(void *arg)
         int pos = s->next++;
         pthread_mutex_unlock(&p->lock);
 
+        double t0 = progress_now();
         image_rgb im = {0};
         char *error = NULL;
-        fn_status st = dataset_read(p->d, s->start + (size_t)pos, &im);
+        fn_status st = dataset_read(p->c.d, s->start + (size_t)pos, &im);
         if (st == FN_OK)
-            st = image_preprocess(&im, p->preset, p->size, s->images + (size_t)pos * p->image_bytes);
+            st = image_preprocess(&im, p->c.preset, p->c.size,
+                                  s->images + (size_t)pos * p->image_bytes);
         image_free(&im);
         if (st != FN_OK && !(error = strdup(fn_last_error())))
-            error = NULL; /* the image still counts as unreadable below */
+            error = (char *)no_message; /* the image still counts as unreadable */
+        double t1 = progress_now();
 
         pthread_mutex_lock(&p->lock);
         s->errors[pos] = error;
-        if (st != FN_OK && !error)
-            s->errors[pos] = (char *)""; /* out of memory for the message itself */
+        p->decode_seconds += t1 - t0;
         if (++s->done == s->count)
             pthread_cond_broadcast(&p->finished);
     }
@@ -98,31 +106,35 @@ static void *decode_thread(void *arg)
     return NULL;
 }
 
-fn_status pipeline_create(const fn_dataset *d, fn_preset preset, int size, int batch, int threads,
-                          int strict, int quiet, pipeline **out)
+fn_status pipeline_create(const pipeline_config *c, pipeline **out)
 {
     *out = NULL;
+    if (c->slots < 1 || c->slots > 4 || c->batch < 1 || c->threads < 1)
+        return fn_fail(FN_ERR_INVALID_ARG, "pipeline: %d slots, batch %d, %d threads", c->slots,
+                       c->batch, c->threads);
     pipeline *p = fn_calloc(1, sizeof *p);
     if (!p)
         return FN_ERR_NO_MEMORY;
-    p->d = d, p->preset = preset, p->size = size, p->batch = batch;
-    p->strict = strict, p->quiet = quiet, p->handed_out = -1;
-    p->image_bytes = (size_t)size * size * 3;
+    p->c = *c;
+    p->image_bytes = (size_t)c->size * c->size * 3;
+    p->next_start = c->first;
+    p->end = c->first + c->count;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->finished, NULL);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < c->slots; i++) {
         slot *s = &p->slots[i];
-        s->images = malloc(p->image_bytes * (size_t)batch);
-        s->index = malloc(sizeof *s->index * (size_t)batch);
-        s->errors = calloc((size_t)batch, sizeof *s->errors);
-        if (!s->images || !s->index || !s->errors) {
+        s->images = c->buffers[i];
+        s->index = malloc(sizeof *s->index * (size_t)c->batch);
+        s->errors = calloc((size_t)c->batch, sizeof *s->errors);
+        if (!s->index || !s->errors) {
             pipeline_free(p);
-            return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for decode buffers (batch %d)", batch);
+            return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for decode buffers (batch %d)",
+                           c->batch);
         }
     }
-    p->threads = calloc((size_t)threads, sizeof *p->threads);
-    for (int i = 0; p->threads && i < threads; i++, p->n_threads++)
+    p->threads = calloc((size_t)c->threads, sizeof *p->threads);
+    for (int i = 0; p->threads && i < c->threads; i++, p->n_threads++)
         if (pthread_create(&p->threads[i], NULL, decode_thread, p) != 0)
             break;
     if (p->n_threads == 0) {
@@ -130,8 +142,8 @@ fn_status pipeline_create(const fn_dataset *d, fn_preset preset, int size, int b
         return fn_fail(FN_ERR_NO_MEMORY, "cannot start decode threads");
     }
     pthread_mutex_lock(&p->lock);
-    assign(p, &p->slots[0]);
-    assign(p, &p->slots[1]);
+    for (int i = 0; i < c->slots; i++)
+        assign(p, &p->slots[i]);
     pthread_mutex_unlock(&p->lock);
     *out = p;
     return FN_OK;
@@ -146,12 +158,12 @@ static fn_status compact(pipeline *p, slot *s, int *n)
         char *err = s->errors[i];
         s->errors[i] = NULL;
         if (err) {
-            if (st == FN_OK && p->strict)
+            if (st == FN_OK && p->c.strict)
                 st = fn_fail(FN_ERR_FORMAT, "%s", *err ? err : "an image could not be read");
-            else if (!p->strict && !p->quiet)
+            else if (!p->c.strict && !p->c.quiet)
                 fprintf(stderr, "featurenorm: skipping unreadable image: %s\n", err);
             p->skipped++;
-            if (*err)
+            if (err != no_message)
                 free(err);
             continue;
         }
@@ -168,30 +180,44 @@ fn_status pipeline_next(pipeline *p, pipeline_batch *out)
 {
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        if (p->handed_out >= 0) /* the consumer is done with it: refill */
-            assign(p, &p->slots[p->handed_out]);
-        slot *s = &p->slots[p->order];
+        int id = p->order;
+        slot *s = &p->slots[id];
         while (s->pending && s->done < s->count)
             pthread_cond_wait(&p->finished, &p->lock);
         s->pending = 0;
-        p->handed_out = p->order;
-        p->order = 1 - p->order;
+        p->order = (p->order + 1) % p->c.slots;
         pthread_mutex_unlock(&p->lock);
 
         int n = 0;
         if (s->count == 0) {
-            *out = (pipeline_batch){NULL, NULL, 0};
+            *out = (pipeline_batch){id, NULL, NULL, 0};
             return FN_OK;
         }
         FN_TRY(compact(p, s, &n));
         if (n > 0) {
-            *out = (pipeline_batch){s->images, s->index, n};
+            *out = (pipeline_batch){id, s->images, s->index, n};
             return FN_OK;
         }
+        pipeline_release(p, id); /* every image of this batch was unreadable */
     }
 }
 
+void pipeline_release(pipeline *p, int id)
+{
+    pthread_mutex_lock(&p->lock);
+    assign(p, &p->slots[id]);
+    pthread_mutex_unlock(&p->lock);
+}
+
 size_t pipeline_skipped(const pipeline *p) { return p->skipped; }
+
+double pipeline_decode_seconds(const pipeline *p)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&p->lock);
+    double s = p->decode_seconds;
+    pthread_mutex_unlock((pthread_mutex_t *)&p->lock);
+    return s;
+}
 
 void pipeline_free(pipeline *p)
 {
@@ -203,12 +229,11 @@ void pipeline_free(pipeline *p)
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < p->c.slots; i++) {
         slot *s = &p->slots[i];
-        for (int k = 0; s->errors && k < p->batch; k++)
-            if (s->errors[k] && *s->errors[k])
+        for (int k = 0; s->errors && k < p->c.batch; k++)
+            if (s->errors[k] && s->errors[k] != no_message)
                 free(s->errors[k]);
-        free(s->images);
         free(s->index);
         free(s->errors);
     }

@@ -1,5 +1,6 @@
-/* score.c: score a dataset (decode -> forward -> FeatureNorm of every block and
- * the logit scores), and write the rows as CSV or .npy. */
+/* score.c: score a dataset (decode -> forward -> FeatureNorm of every block,
+ * then every score of the table from those and the logits), and write the
+ * rows as CSV or .npy. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,33 +11,70 @@
 #include "model.h"
 #include "npy.h"
 #include "outfile.h"
-#include "pipeline.h"
-#include "progress.h"
-#include "run.h"
+#include "pass.h"
+#include "scores.h"
 
 void fn_scores_free(fn_scores *s)
 {
     if (!s)
         return;
     free(s->index), free(s->label), free(s->pred), free(s->norms);
-    free(s->msp), free(s->maxlogit), free(s->energy), free(s->react_energy), free(s->fn_selected);
+    free(s->score_id), free(s->scores);
     free(s);
 }
 
-static fn_status alloc_scores(fn_scores *s, size_t cap, int react, int selected)
+const float *fn_scores_column(const fn_scores *s, const char *name)
 {
+    for (int j = 0; s && name && j < s->num_scores; j++)
+        if (strcmp(fn_score_name(s->score_id[j]), name) == 0)
+            return s->scores + (size_t)j * s->n;
+    return NULL;
+}
+
+typedef struct score_run {
+    fn_scores *s;
+    const fn_dataset *d;
+    size_t cap;         /* rows allocated: score column j starts at scores + j * cap */
+    float react_clip;
+} score_run;
+
+/* The table's scores this run can compute, in table order. */
+static fn_status alloc_scores(fn_scores *s, size_t cap, int react)
+{
+    float dummy = 0;
+    score_input can = {0, s->num_blocks, s->num_classes, NULL, NULL, react ? &dummy : NULL,
+                       s->selected_block};
+    s->score_id = malloc(sizeof *s->score_id * (size_t)scores_count());
+    for (int i = 0; s->score_id && i < scores_count(); i++)
+        if (scores_available(i, &can))
+            s->score_id[s->num_scores++] = i;
     s->index = malloc(sizeof *s->index * cap);
     s->label = malloc(sizeof *s->label * cap);
     s->pred = malloc(sizeof *s->pred * cap);
     s->norms = malloc(sizeof *s->norms * cap * (size_t)s->num_blocks);
-    s->msp = malloc(sizeof(float) * cap);
-    s->maxlogit = malloc(sizeof(float) * cap);
-    s->energy = malloc(sizeof(float) * cap);
-    s->react_energy = react ? malloc(sizeof(float) * cap) : NULL;
-    s->fn_selected = selected ? malloc(sizeof(float) * cap) : NULL;
-    if (!s->index || !s->label || !s->pred || !s->norms || !s->msp || !s->maxlogit || !s->energy ||
-        (react && !s->react_energy) || (selected && !s->fn_selected))
+    s->scores = malloc(sizeof *s->scores * cap * (size_t)(s->num_scores ? s->num_scores : 1));
+    if (!s->score_id || !s->index || !s->label || !s->pred || !s->norms || !s->scores)
         return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for %zu rows of scores", cap);
+    return FN_OK;
+}
+
+static fn_status score_batch(void *ctx, const pass_rows *rows)
+{
+    score_run *run = ctx;
+    fn_scores *s = run->s;
+    const backend_result *r = &rows->r;
+    const size_t at = s->n;
+    memcpy(s->norms + at * s->num_blocks, r->norms, sizeof(float) * (size_t)r->n * s->num_blocks);
+    score_input in = {r->n, s->num_blocks, s->num_classes, r->norms, r->logits, r->react_logits,
+                      s->selected_block};
+    scores_pred(&in, s->pred + at);
+    for (int j = 0; j < s->num_scores; j++)
+        scores_at(s->score_id[j])->fn(&in, s->scores + (size_t)j * run->cap + at);
+    for (int i = 0; i < rows->n; i++) {
+        s->index[at + i] = rows->index[i];
+        s->label[at + i] = run->d->items[rows->index[i]].label;
+    }
+    s->n += (size_t)rows->n;
     return FN_OK;
 }
 
@@ -45,9 +83,9 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     if (!out)
         return fn_fail(FN_ERR_INVALID_ARG, "fn_score_dataset: out is NULL");
     *out = NULL;
-    run_settings rs;
-    FN_TRY(run_setup(m, d, o, 1, &rs));
-    if (o->block >= m->net.n_blocks)
+    pass_settings ps;
+    FN_TRY(pass_settings_resolve(m, d, o, 1, &ps));
+    if (o->block < -1 || o->block >= m->net.n_blocks)
         return fn_fail(FN_ERR_INVALID_ARG, "block %d: the model has %d blocks", o->block, m->net.n_blocks);
     if (o->react_clip < 0 || !isfinite(o->react_clip))
         return fn_fail(FN_ERR_INVALID_ARG, "react_clip must be positive and finite");
@@ -57,44 +95,19 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->num_blocks = m->net.n_blocks;
     s->num_classes = m->net.num_classes;
     s->selected_block = o->block;
-    pipeline *p = NULL;
-    fn_status st = alloc_scores(s, d->n, o->react_clip > 0, o->block >= 0);
+    score_run run = {s, d, d->n, o->react_clip};
+    fn_status st = alloc_scores(s, d->n, o->react_clip > 0);
+    pass_spec spec = {1, 0, o->react_clip, 0, d->n, "score", score_batch, &run};
+    pass_stats stats;
     if (st == FN_OK)
-        st = pipeline_create(d, rs.preset, m->net.input_size, rs.batch, rs.threads, o->strict,
-                             !o->verbose, &p);
-    progress pr;
-    progress_start(&pr, "score", d->n, !o->verbose);
-    while (st == FN_OK) {
-        pipeline_batch b;
-        if ((st = pipeline_next(p, &b)) != FN_OK || b.n == 0)
-            break;
-        size_t r = s->n; /* outputs land straight in the result rows */
-        fn_outputs fo = {
-            .norms = s->norms + r * (size_t)s->num_blocks, .pred = s->pred + r, .msp = s->msp + r,
-            .maxlogit = s->maxlogit + r, .energy = s->energy + r,
-            .react_energy = s->react_energy ? s->react_energy + r : NULL, .react_clip = o->react_clip};
-        if ((st = fn_model_forward_u8(m, b.n, b.images, &fo)) != FN_OK)
-            break;
-        for (int i = 0; i < b.n; i++) {
-            s->index[r + i] = b.index[i];
-            s->label[r + i] = d->items[b.index[i]].label;
-            if (s->fn_selected)
-                s->fn_selected[r + i] = s->norms[(r + i) * (size_t)s->num_blocks + o->block];
-        }
-        s->n += (size_t)b.n;
-        progress_update(&pr, s->n + pipeline_skipped(p));
-    }
-    if (p) {
-        s->skipped = pipeline_skipped(p);
-        pipeline_free(p);
-    }
-    if (st == FN_OK && s->n == 0)
-        st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
+        st = pass_run(m, d, o, &ps, &spec, &stats);
     if (st != FN_OK) {
         fn_scores_free(s);
         return st;
     }
-    progress_finish(&pr, s->n, s->skipped);
+    s->skipped = stats.skipped;
+    for (int j = 1; j < s->num_scores && s->n < run.cap; j++) /* columns of n rows, packed */
+        memmove(s->scores + (size_t)j * s->n, s->scores + (size_t)j * run.cap, sizeof(float) * s->n);
     *out = s;
     return FN_OK;
 }
@@ -129,10 +142,9 @@ fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m, const fn_da
     fputs(labels ? "path,label,pred" : "path,pred", f);
     for (int b = 0; b < s->num_blocks; b++)
         fprintf(f, ",fn.%s", fn_model_block_name(m, b));
-    if (s->fn_selected)
-        fputs(",fn_selected", f);
-    fputs(",msp,maxlogit,energy", f);
-    fputs(s->react_energy ? ",react_energy\n" : "\n", f);
+    for (int j = 0; j < s->num_scores; j++)
+        fprintf(f, ",%s", fn_score_name(s->score_id[j]));
+    fputc('\n', f);
     for (size_t i = 0; i < s->n; i++) {
         csv_field(f, d->items[s->index[i]].name);
         if (labels)
@@ -140,11 +152,8 @@ fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m, const fn_da
         fprintf(f, ",%d", s->pred[i]);
         for (int b = 0; b < s->num_blocks; b++)
             fprintf(f, ",%.9g", s->norms[i * (size_t)s->num_blocks + b]);
-        if (s->fn_selected)
-            fprintf(f, ",%.9g", s->fn_selected[i]);
-        fprintf(f, ",%.9g,%.9g,%.9g", s->msp[i], s->maxlogit[i], s->energy[i]);
-        if (s->react_energy)
-            fprintf(f, ",%.9g", s->react_energy[i]);
+        for (int j = 0; j < s->num_scores; j++)
+            fprintf(f, ",%.9g", s->scores[(size_t)j * s->n + i]);
         fputc('\n', f);
     }
     return outfile_commit(&o);

@@ -16,9 +16,7 @@
 #include "json.h"
 #include "model.h"
 #include "outfile.h"
-#include "pipeline.h"
-#include "progress.h"
-#include "run.h"
+#include "pass.h"
 
 #define RESERVOIR (1u << 22) /* feature values kept for the percentile (16 MiB) */
 
@@ -106,81 +104,74 @@ static int argmax(const double *v, int n)
     return best;
 }
 
+typedef struct select_run {
+    fn_selection *sel;
+    size_t *valid;   /* per block: images whose Jigsaw norm was positive */
+    reservoir res;
+    int B, D;
+} select_run;
+
+static fn_status select_batch(void *ctx, const pass_rows *rows)
+{
+    select_run *run = ctx;
+    fn_selection *sel = run->sel;
+    const int n = rows->n, B = run->B;
+    const float *norms = rows->r.norms; /* n ID rows, then their n Jigsaw copies */
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < B; k++) {
+            double id = norms[(size_t)i * B + k], jig = norms[(size_t)(n + i) * B + k];
+            sel->mean_norm_id[k] += id;
+            sel->mean_norm_jigsaw[k] += jig;
+            if (jig > 0) { /* an all-zero jigsaw map has no ratio */
+                sel->norm_ratio[k] += id / jig;
+                run->valid[k]++;
+            }
+        }
+    reservoir_add(&run->res, rows->r.features, (size_t)n * run->D); /* the ID half only */
+    sel->images += (size_t)n;
+    return FN_OK;
+}
+
 fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, fn_selection **out)
 {
     if (!out)
         return fn_fail(FN_ERR_INVALID_ARG, "fn_select_block: out is NULL");
     *out = NULL;
-    run_settings rs;
-    FN_TRY(run_setup(m, d, o, 2, &rs));
+    pass_settings ps;
+    FN_TRY(pass_settings_resolve(m, d, o, 2, &ps));
     if (!(o->react_percentile > 0 && o->react_percentile <= 100))
         return fn_fail(FN_ERR_INVALID_ARG, "react_percentile must be in (0, 100]");
-    const int B = m->net.n_blocks, D = m->net.feature_dim, S = m->net.input_size;
-    const size_t image = (size_t)S * S * 3;
+    const int B = m->net.n_blocks;
     fn_selection *sel = new_selection(m);
     if (!sel)
         return FN_ERR_NO_MEMORY;
     sel->seed = o->seed;
     sel->react_percentile = o->react_percentile;
-    size_t *valid = calloc((size_t)B, sizeof *valid);
-    uint8_t *pair = malloc(image * 2 * (size_t)rs.batch);
-    float *norms = malloc(sizeof(float) * 2 * (size_t)rs.batch * B);
-    float *features = malloc(sizeof(float) * 2 * (size_t)rs.batch * D);
-    reservoir res = {malloc(sizeof(float) * RESERVOIR), 0, 0, o->seed * 2654435761u + 88172645463325252ull};
-    pipeline *p = NULL;
+    select_run run = {sel, calloc((size_t)B, sizeof(size_t)),
+                      {malloc(sizeof(float) * RESERVOIR), 0, 0,
+                       o->seed * 2654435761u + 88172645463325252ull},
+                      B, m->net.feature_dim};
     fn_status st = FN_OK;
-    if (!valid || !pair || !norms || !features || !res.v)
-        st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for batch %d", rs.batch);
+    if (!run.valid || !run.res.v)
+        st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
+    pass_spec spec = {2, o->seed, 0, 0, d->n, "select", select_batch, &run};
+    pass_stats stats;
     if (st == FN_OK)
-        st = pipeline_create(d, rs.preset, S, rs.batch, rs.threads, o->strict, !o->verbose, &p);
-    progress pr;
-    progress_start(&pr, "select", d->n, !o->verbose);
-    while (st == FN_OK) {
-        pipeline_batch b;
-        if ((st = pipeline_next(p, &b)) != FN_OK || b.n == 0)
-            break;
-        const int n = b.n;
-        memcpy(pair, b.images, image * (size_t)n);
-        for (int i = 0; i < n; i++) /* each copy's permutation depends on its item only */
-            fn_jigsaw(b.images + image * (size_t)i, pair + image * (size_t)(n + i), 1, S, 3, o->seed,
-                      b.index[i]);
-        fn_outputs fo = {.norms = norms, .features = features};
-        if ((st = fn_model_forward_u8(m, 2 * n, pair, &fo)) != FN_OK)
-            break;
-        for (int i = 0; i < n; i++)
-            for (int k = 0; k < B; k++) {
-                double id = norms[(size_t)i * B + k], jig = norms[(size_t)(n + i) * B + k];
-                sel->mean_norm_id[k] += id;
-                sel->mean_norm_jigsaw[k] += jig;
-                if (jig > 0) { /* an all-zero jigsaw map has no ratio */
-                    sel->norm_ratio[k] += id / jig;
-                    valid[k]++;
-                }
-            }
-        reservoir_add(&res, features, (size_t)n * D); /* the ID half only */
-        sel->images += (size_t)n;
-        progress_update(&pr, sel->images + pipeline_skipped(p));
-    }
-    if (p) {
-        sel->skipped = pipeline_skipped(p);
-        pipeline_free(p);
-    }
-    if (st == FN_OK && sel->images == 0)
-        st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
+        st = pass_run(m, d, o, &ps, &spec, &stats);
     if (st == FN_OK) {
+        sel->skipped = stats.skipped;
         for (int k = 0; k < B; k++) {
-            sel->norm_ratio[k] = valid[k] ? sel->norm_ratio[k] / valid[k] : 0;
+            sel->norm_ratio[k] = run.valid[k] ? sel->norm_ratio[k] / run.valid[k] : 0;
             sel->mean_norm_id[k] /= sel->images;
             sel->mean_norm_jigsaw[k] /= sel->images;
         }
         sel->selected = argmax(sel->norm_ratio, B);
-        sel->react_clip = percentile(res.v, res.n, o->react_percentile);
-        progress_finish(&pr, sel->images, sel->skipped);
+        sel->react_clip = percentile(run.res.v, run.res.n, o->react_percentile);
         *out = sel;
     } else {
         fn_selection_free(sel);
     }
-    free(valid), free(pair), free(norms), free(features), free(res.v);
+    free(run.valid), free(run.res.v);
     return st;
 }
 

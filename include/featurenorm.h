@@ -119,22 +119,34 @@ FN_API const char *fn_model_block_name(const fn_model *m, int block); /* "layer3
 FN_API void fn_model_block_shape(const fn_model *m, int block, int *c, int *h, int *w);
 FN_API int fn_model_find_block(const fn_model *m, const char *name);  /* -1: none */
 
-/* What one forward pass writes: any pointer may be NULL (not wanted). Scores
- * come from the logits on the backend, so a GPU need not copy N x K logits
- * back. react_* needs react_clip > 0: the penultimate features clipped at
- * react_clip, then the last linear layer again (ReAct, Sun et al. 2021). */
+/* ---- scores: one table ------------------------------------------------- */
+
+/* Every OOD score, higher = more in-distribution, in a fixed order:
+ *   fn_selected   FeatureNorm of the selected block (needs a block)
+ *   msp           max softmax probability
+ *   maxlogit      max logit
+ *   energy        logsumexp of the logits (-Energy at T = 1)
+ *   react_energy  energy of the logits of features clipped at react_clip (ReAct)
+ * The CSV columns, eval's rows and scripts/reproduce all follow this table. */
+FN_API int fn_score_count(void);
+FN_API const char *fn_score_name(int i);  /* CSV column: "msp" */
+FN_API const char *fn_score_title(int i); /* table row: "MSP" */
+FN_API int fn_score_find(const char *name); /* -1: none */
+
+/* What one forward pass writes: any pointer may be NULL (not wanted). A model
+ * runs one forward (or dataset pass) at a time. */
 typedef struct fn_outputs {
     float *norms;        /* n x num_blocks: FeatureNorm of every block */
     float *logits;       /* n x num_classes */
     float *features;     /* n x feature_dim: input of the last linear layer */
+    float *react_logits; /* n x num_classes: needs react_clip > 0 */
     int *pred;           /* n: argmax of the logits */
-    float *msp;          /* n: max softmax probability */
-    float *maxlogit;     /* n: max logit */
-    float *energy;       /* n: logsumexp of the logits (T = 1) */
-    float *react_logits; /* n x num_classes */
-    float *react_energy; /* n: logsumexp of react_logits */
-    float react_clip;
+    float *scores;       /* n x fn_score_count(); NaN where a score's needs are unmet */
+    int block;           /* the block of fn_selected (-1: none) */
+    float react_clip;    /* > 0: ReAct (Sun et al. 2021) clips the features here */
 } fn_outputs;
+
+FN_API void fn_outputs_init(fn_outputs *o); /* all NULL, block -1, no ReAct */
 
 /* images: n x 3 x S x S, already normalised (S = input_size). */
 FN_API fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out);
@@ -171,6 +183,7 @@ typedef struct fn_run_options {
     int decode_threads;    /* 0: the model's thread count */
     int strict;            /* 1: stop at the first unreadable image; 0: skip it */
     int verbose;           /* 1: progress and skipped images on stderr */
+    int profile;           /* 1: at the end, seconds per stage on stderr (decode, forward...) */
     /* score */
     int block;             /* block for the fn_selected column (-1: none) */
     float react_clip;      /* > 0: also compute react_energy */
@@ -189,19 +202,19 @@ typedef struct fn_scores {
     int *label;           /* -1 where unknown */
     int *pred;            /* argmax of the logits */
     float *norms;         /* n x num_blocks */
-    float *msp;           /* max softmax probability */
-    float *maxlogit;
-    float *energy;        /* logsumexp of the logits (T = 1) */
-    float *react_energy;  /* NULL unless react_clip > 0 */
-    float *fn_selected;   /* NULL unless block >= 0 */
-    int selected_block;
+    int num_scores;       /* the table's scores whose needs were met, in table order */
+    int *score_id;        /* num_scores table indices (fn_score_name) */
+    float *scores;        /* num_scores x n: score j of row i at scores[j * n + i] */
+    int selected_block;   /* -1: none */
     size_t skipped;       /* unreadable images (not in the rows) */
 } fn_scores;
 
+/* Score column `name` (n values), or NULL when the run did not compute it. */
+FN_API const float *fn_scores_column(const fn_scores *s, const char *name);
 FN_API fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o,
                                   fn_scores **out);
 FN_API void fn_scores_free(fn_scores *s);
-/* CSV: path,label,pred,fn.<block>...,[fn_selected],msp,maxlogit,energy,[react_energy] */
+/* CSV: path,[label],pred,fn.<block> for every block, then the score columns. */
 FN_API fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m,
                                      const fn_dataset *d, const char *path);
 /* NumPy .npy, float32, n x num_blocks. */

@@ -187,7 +187,10 @@ static void scoring(void)
     fn_scores *s;
     REQUIRE_OK(fn_score_dataset(m, d, &ro, &s));
     CHECK(s->n == 13 && s->skipped == 2);
-    CHECK(s->num_blocks == 9 && s->react_energy && s->fn_selected);
+    const float *react = fn_scores_column(s, "react_energy"), *selected = fn_scores_column(s, "fn_selected");
+    const float *energy_col = fn_scores_column(s, "energy"), *msp_col = fn_scores_column(s, "msp");
+    CHECK(s->num_blocks == 9 && react && selected && energy_col && msp_col);
+    CHECK(s->num_scores == fn_score_count() && !fn_scores_column(s, "no_such_score"));
     /* rows are the readable images in path order; each equals a direct forward pass */
     for (size_t r = 0; r < s->n; r++) {
         const char *name = fn_dataset_item_name(d, s->index[r]);
@@ -199,14 +202,18 @@ static void scoring(void)
         int w, h, c;
         unsigned char *px = stbi_load(name, &w, &h, &c, 3);
         REQUIRE(px);
-        float norms[9], energy, msp;
+        float norms[9], scores[16];
         int pred;
-        fn_outputs out = {.norms = norms, .energy = &energy, .msp = &msp, .pred = &pred};
+        fn_outputs out;
+        fn_outputs_init(&out);
+        out.norms = norms, out.scores = scores, out.pred = &pred, out.block = 8, out.react_clip = 1.0f;
         REQUIRE_OK(fn_model_forward_u8(m, 1, px, &out));
         for (int b = 0; b < 9; b++)
             CHECK(test_close(s->norms[r * 9 + b], norms[b], 1e-5, 1e-6));
-        CHECK(test_close(s->energy[r], energy, 1e-5, 1e-5) && s->pred[r] == pred);
-        CHECK(s->fn_selected[r] == s->norms[r * 9 + 8]);
+        CHECK(test_close(energy_col[r], scores[fn_score_find("energy")], 1e-5, 1e-5) && s->pred[r] == pred);
+        CHECK(test_close(msp_col[r], scores[fn_score_find("msp")], 1e-5, 1e-6));
+        CHECK(test_close(react[r], scores[fn_score_find("react_energy")], 1e-5, 1e-5));
+        CHECK(selected[r] == s->norms[r * 9 + 8] && scores[fn_score_find("fn_selected")] == norms[8]);
         free(px);
     }
     REQUIRE_OK(fn_scores_write_csv(s, m, d, "scores.csv"));

@@ -60,11 +60,15 @@ static void run_case(const char *dir, const char *name, const json *meta)
     float *x = npy_floats(&input);
     float *g_norms = calloc(norms.count, sizeof(float)), *g_logits = calloc(logits.count, sizeof(float));
     float *g_feat = calloc(features.count, sizeof(float)), *g_react = calloc(react.count, sizeof(float));
-    float *g_energy = calloc((size_t)n, sizeof(float));
+    const int S = fn_score_count(), E = fn_score_find("energy");
+    float *g_scores = calloc((size_t)n * S, sizeof(float));
     /* a clip of 0 (features mostly zero) is a degenerate ReAct: not compared */
     float clip = (float)json_get(meta, "react_clip")->number;
-    fn_outputs out = {g_norms, g_logits, g_feat, NULL, NULL, NULL, g_energy,
-                      clip > 0 ? g_react : NULL, NULL, clip};
+    fn_outputs out;
+    fn_outputs_init(&out);
+    out.norms = g_norms, out.logits = g_logits, out.features = g_feat, out.scores = g_scores;
+    out.react_logits = clip > 0 ? g_react : NULL;
+    out.react_clip = clip > 0 ? clip : 0;
     if (info.num_blocks == (int)blocks->count) {
         REQUIRE_OK(fn_model_forward(m, n, x, &out));
         compare("norms", name, g_norms, &norms);
@@ -80,7 +84,7 @@ static void run_case(const char *dir, const char *name, const json *meta)
                 mx = fmax(mx, logits.data[i * K + k]);
             for (size_t k = 0; k < K; k++)
                 sum += exp(logits.data[i * K + k] - mx);
-            CHECK_MSG(test_close(g_energy[i], mx + log(sum), 1e-4, 1e-4), "%s: energy %d", name, i);
+            CHECK_MSG(test_close(g_scores[(size_t)i * S + E], mx + log(sum), 1e-4, 1e-4), "%s: energy %d", name, i);
         }
         memset(g_norms, 0, sizeof(float) * norms.count);
         memset(g_logits, 0, sizeof(float) * logits.count);
@@ -89,7 +93,7 @@ static void run_case(const char *dir, const char *name, const json *meta)
         compare("norms(u8)", name, g_norms, &norms);
         compare("logits(u8)", name, g_logits, &logits);
     }
-    free(x), free(g_norms), free(g_logits), free(g_feat), free(g_react), free(g_energy);
+    free(x), free(g_norms), free(g_logits), free(g_feat), free(g_react), free(g_scores);
     npy_free(&input), npy_free(&input_u8), npy_free(&norms), npy_free(&logits);
     npy_free(&features), npy_free(&react);
     fn_model_free(m);

@@ -263,5 +263,6 @@ int cli_run_options(const cli_args *a, fn_run_options *o)
     o->decode_threads = (int)threads;
     o->strict = cli_has(a, "strict");
     o->verbose = !cli_has(a, "quiet");
+    o->profile = cli_has(a, "profile");
     return 0;
 }

@@ -34,7 +34,7 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
 
 /* --arch --weights --model --blocks --backend --precision --batch --threads --input-size --mean --std
  * --stem-padding, filling model options; --preset --decode-threads --strict --quiet
- * --limit --every --labels for the dataset passes. */
+ * --limit --every --labels --profile for the dataset passes. */
 #define CLI_MODEL_FLAGS                                                                   \
     {"arch", "A", "architecture (featurenorm info lists them)", 0},                        \
     {"weights", "W", "weights, .safetensors (scripts/convert_weights.py makes them)", 0}, \
@@ -57,7 +57,8 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
     {"every", "K", "use every K-th image", 0},                                            \
     {"decode-threads", "N", "image decoding threads (default: --threads)", 0},            \
     {"strict", NULL, "stop at the first unreadable image instead of skipping it", 0},     \
-    {"quiet", NULL, "no progress on stderr", 0}
+    {"quiet", NULL, "no progress on stderr", 0},                                         \
+    {"profile", NULL, "at the end, seconds per stage (decode, forward, host) on stderr", 0}
 
 int cli_model_options(const cli_args *a, fn_model_options *o);
 /* These print their errors and return an exit status: 0, 2 (bad flags) or 1. */

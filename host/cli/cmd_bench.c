@@ -40,16 +40,18 @@ int cmd_bench(int argc, char **argv)
     size_t bytes = (size_t)n * info.input_size * info.input_size * 3;
     uint8_t *images = malloc(bytes);
     float *norms = malloc(sizeof(float) * (size_t)n * info.num_blocks);
-    float *msp = malloc(sizeof(float) * (size_t)n), *energy = malloc(sizeof(float) * (size_t)n);
+    float *scores = malloc(sizeof(float) * (size_t)n * fn_score_count());
     int rc = 1;
-    if (!images || !norms || !msp || !energy) {
+    if (!images || !norms || !scores) {
         fprintf(stderr, "featurenorm: out of memory\n");
         goto done;
     }
     srand(1);
     for (size_t i = 0; i < bytes; i++)
         images[i] = (uint8_t)(rand() >> 7);
-    fn_outputs out = {.norms = norms, .msp = msp, .energy = energy};
+    fn_outputs out;
+    fn_outputs_init(&out);
+    out.norms = norms, out.scores = scores;
     double t0 = 0;
     for (long i = 0; i < warmup + iters; i++) {
         if (i == warmup)
@@ -66,7 +68,7 @@ int cmd_bench(int argc, char **argv)
            1e3 * t / iters);
     rc = 0;
 done:
-    free(images), free(norms), free(msp), free(energy);
+    free(images), free(norms), free(scores);
     fn_model_free(m);
     return rc;
 }

@@ -57,12 +57,8 @@ static int has(char names[][96], int n, const char *name)
 
 static const char *display(const char *col, char *buf, size_t len)
 {
-    static const char *const known[][2] = {{"msp", "MSP"}, {"maxlogit", "MaxLogit"},
-                                           {"energy", "Energy"}, {"react_energy", "ReAct+Energy"},
-                                           {"fn_selected", "FeatureNorm (selected block)"}};
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(col, known[i][0]) == 0)
-            return known[i][1];
+    if (fn_score_find(col) >= 0)
+        return fn_score_title(fn_score_find(col));
     if (strncmp(col, "fn.", 3) == 0) {
         snprintf(buf, len, "FeatureNorm (%s)", col + 3);
         return buf;
@@ -76,10 +72,10 @@ static int default_columns(const char *id_path, char cols[][96])
     int n = read_header(id_path, names, 512), k = 0;
     if (n < 0)
         return -1;
-    static const char *const order[] = {"msp", "maxlogit", "energy", "react_energy"};
-    for (int i = 0; i < 4; i++)
-        if (has(names, n, order[i]))
-            snprintf(cols[k++], 96, "%s", order[i]);
+    /* the paper's order: logit scores, the last block, the selected block */
+    for (int i = 0; i < fn_score_count(); i++)
+        if (strcmp(fn_score_name(i), "fn_selected") && has(names, n, fn_score_name(i)))
+            snprintf(cols[k++], 96, "%s", fn_score_name(i));
     for (int i = n - 1; i >= 0; i--)
         if (strncmp(names[i], "fn.", 3) == 0) { /* the last block */
             snprintf(cols[k++], 96, "%s", names[i]);

@@ -4,18 +4,26 @@
 
 #include "cli.h"
 
-static const cli_flag flags[] = {CLI_MODEL_FLAGS};
+static const cli_flag flags[] = {
+    CLI_MODEL_FLAGS,
+    {"scores", NULL, "list the scores: CSV column, table title (scripts read this)", 0},
+};
 
 int cmd_info(int argc, char **argv)
 {
     cli_args a;
     int r = cli_parse(&a, flags, sizeof flags / sizeof flags[0], argc, argv,
-                      "usage: featurenorm info [--arch A [--weights W] | --model F.onnx [--blocks B]]\n\n"
+                      "usage: featurenorm info [--arch A [--weights W] | --model F.onnx [--blocks B]] | --scores\n\n"
                       "Without --arch: the architectures. With it: input, normalisation, classes,\n"
                       "backend, and every block with its output shape (C x H x W). With --model:\n"
                       "every feature map that can be a block (--blocks), '*' marking the automatic ones.");
     if (r)
         return r > 0 ? 0 : 2;
+    if (cli_has(&a, "scores")) {
+        for (int i = 0; i < fn_score_count(); i++)
+            printf("%s\t%s\n", fn_score_name(i), fn_score_title(i));
+        return 0;
+    }
     if (!cli_has(&a, "arch") && !cli_has(&a, "model")) {
         printf("%-16s %s\n", "architecture", "description");
         for (int i = 0; i < fn_arch_count(); i++)

@@ -17,12 +17,21 @@
 #include "backend.h"
 #include "conv_direct.h"
 #include "error.h"
-#include "logit_scores.h"
 
 #define COL_BUDGET (1u << 17) /* floats in a thread's im2col slab (512 KiB: fits L2) */
 
+/* Two slots: the decode threads fill one while the other is computed. */
+#define CPU_SLOTS 2
+
+typedef struct cpu_slot {
+    uint8_t *input;                    /* max_batch x S x S x 3 */
+    float *norms, *logits, *features, *react_logits;
+    int n, react;
+} cpu_slot;
+
 typedef struct cpu_backend {
     backend base;
+    cpu_slot slot[CPU_SLOTS];
     const net *net;
     int max_batch, threads;
     float *arena;    /* net->arena_elems x max_batch */
@@ -38,18 +47,6 @@ typedef struct cpu_backend {
 static float *tensor_at(cpu_backend *cb, int t, int n)
 {
     return cb->arena + cb->net->tensors[t].offset * (size_t)n;
-}
-
-static inline float activate(float v, net_act act)
-{
-    switch (act) {
-    case ACT_NONE: return v;
-    case ACT_RELU: return v > 0 ? v : 0;
-    case ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
-    case ACT_HARDSWISH: return v <= -3 ? 0 : v >= 3 ? v : v * (v + 3) / 6;
-    case ACT_HARDSIGMOID: return v <= -3 ? 0 : v >= 3 ? 1 : v / 6 + 0.5f;
-    }
-    return v;
 }
 
 /* ---- convolution ----------------------------------------------------------- */
@@ -102,7 +99,7 @@ static void im2col(const float *restrict x, float *restrict col, const net_tenso
 /* y[co][j] = act(y[co][j] + b[co] (+ res[co][j])) over columns [j0, j1) of
  * rows of stride ld. One loop per case so that each one vectorises. */
 static void epilogue(float *y, const float *res, const float *b, int cout, size_t ld, size_t j0,
-                     size_t j1, net_act act)
+                     size_t j1, net_act act, float alpha)
 {
     for (int co = 0; co < cout; co++) {
         float *restrict row = y + (size_t)co * ld;
@@ -123,7 +120,7 @@ static void epilogue(float *y, const float *res, const float *b, int cout, size_
                 row[j] += bias + r[j];
         } else {
             for (size_t j = j0; j < j1; j++)
-                row[j] = activate(row[j] + bias + (r ? r[j] : 0.0f), act);
+                row[j] = net_activate(row[j] + bias + (r ? r[j] : 0.0f), act, alpha);
         }
     }
 }
@@ -156,7 +153,7 @@ static void conv_depthwise(cpu_backend *cb, const net_op *op, int n)
                         }
                     }
                     size_t o = base + (size_t)oh * OW + ow;
-                    y[o] = activate(acc + (res ? res[o] : 0.0f), op->act);
+                    y[o] = net_activate(acc + (res ? res[o] : 0.0f), op->act, op->alpha);
                 }
         }
 }
@@ -231,7 +228,7 @@ static void conv(cpu_backend *cb, const net_op *op, int n)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)cols, K, 1.0f, wg, K,
                         b, ldb, 0.0f, yg + j0, (int)ld);
             epilogue(yg, res ? res + (size_t)g * cout * ld : NULL, op->b + g * cout, cout, ld, j0,
-                     j0 + cols, op->act);
+                     j0 + cols, op->act, op->alpha);
         }
 }
 
@@ -246,7 +243,7 @@ static void affine(cpu_backend *cb, const net_op *op, int n)
 #pragma omp parallel for num_threads(cb->threads) schedule(static)
     for (int c = 0; c < t->c; c++)
         for (size_t i = 0; i < plane; i++)
-            y[c * plane + i] = activate(x[c * plane + i] * op->w[c] + op->b[c], op->act);
+            y[c * plane + i] = net_activate(x[c * plane + i] * op->w[c] + op->b[c], op->act, op->alpha);
 }
 
 static void maxpool(cpu_backend *cb, const net_op *op, int n)
@@ -327,14 +324,63 @@ static void shortcut_a(cpu_backend *cb, const net_op *op, int n)
 
 static void scale_channels(cpu_backend *cb, const net_op *op, int n)
 {
-    const net_tensor *t = &cb->net->tensors[op->in];
+    const net_tensor *t = &cb->net->tensors[op->in], *st = &cb->net->tensors[op->res];
     const float *x = tensor_at(cb, op->in, n), *s = tensor_at(cb, op->res, n);
     float *y = tensor_at(cb, op->out, n);
     const size_t hw = (size_t)t->h * t->w;
+    const int broadcast = st->h * st->w == 1; /* c x 1 x 1: squeeze-excitation */
 #pragma omp parallel for num_threads(cb->threads) schedule(static)
     for (int cn = 0; cn < t->c * n; cn++)
         for (size_t i = 0; i < hw; i++)
-            y[cn * hw + i] = x[cn * hw + i] * s[cn];
+            y[cn * hw + i] = x[cn * hw + i] * (broadcast ? s[cn] : s[cn * hw + i]);
+}
+
+/* OP_ADD and OP_ACT: one elementwise loop over the whole tensor. */
+static void elementwise(cpu_backend *cb, const net_op *op, int n)
+{
+    const float *x = tensor_at(cb, op->in, n);
+    const float *r = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
+    float *y = tensor_at(cb, op->out, n);
+    const long count = (long)(net_tensor_elems(cb->net, op->in) * (size_t)n);
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (long i = 0; i < count; i++)
+        y[i] = net_activate(x[i] + (r ? r[i] : 0.0f), op->act, op->alpha);
+}
+
+/* Channel-major storage makes a channel concat a sequence of block copies. */
+static void concat(cpu_backend *cb, const net_op *op, int n)
+{
+    float *y = tensor_at(cb, op->out, n);
+    for (int j = -1; j < op->n_cat; j++) {
+        int t = j < 0 ? op->in : op->cat[j];
+        size_t count = net_tensor_elems(cb->net, t) * (size_t)n;
+        memcpy(y, tensor_at(cb, t, n), sizeof(float) * count);
+        y += count;
+    }
+}
+
+/* k x k average pool; the divisor counts padding only with count_include_pad. */
+static void avgpool_k(cpu_backend *cb, const net_op *op, int n)
+{
+    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
+    const float *x = tensor_at(cb, op->in, n);
+    float *y = tensor_at(cb, op->out, n);
+    const int planes = in->c * n;
+#pragma omp parallel for num_threads(cb->threads) schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = x + (size_t)pl * in->h * in->w;
+        float *yp = y + (size_t)pl * out->h * out->w;
+        for (int oh = 0; oh < out->h; oh++)
+            for (int ow = 0; ow < out->w; ow++) {
+                float sum = 0;
+                int h0 = oh * op->stride - op->pad, w0 = ow * op->stride - op->pad, count = 0;
+                for (int ih = h0; ih < h0 + op->k; ih++)
+                    for (int iw = w0; iw < w0 + op->k; iw++)
+                        if (ih >= 0 && ih < in->h && iw >= 0 && iw < in->w)
+                            sum += xp[ih * in->w + iw], count++;
+                yp[oh * out->w + ow] = sum / (float)(op->count_include_pad ? op->k * op->k : count);
+            }
+    }
 }
 
 /* PyTorch flattens each image C-major: feature d = c*HW + hw. Returns x as a
@@ -364,7 +410,7 @@ static void linear_matrix(cpu_backend *cb, const net_op *op, const float *x, flo
         int cols = i0 + per < n ? per : n - i0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, cols, D, 1.0f, op->w, D, x + i0, n,
                     0.0f, y + i0, n);
-        epilogue(y, NULL, op->b, K, (size_t)n, (size_t)i0, (size_t)(i0 + cols), op->act);
+        epilogue(y, NULL, op->b, K, (size_t)n, (size_t)i0, (size_t)(i0 + cols), op->act, op->alpha);
     }
 }
 
@@ -428,13 +474,14 @@ static void store_rows(const float *src, int K, int n, float *dst)
             dst[(size_t)img * K + k] = src[(size_t)k * n + img];
 }
 
-static fn_status cpu_forward(backend *self, int n, const float *x, const uint8_t *x_u8,
-                             fn_outputs *out)
+static fn_status cpu_submit(backend *self, int slot, const backend_request *rq)
 {
     cpu_backend *cb = (cpu_backend *)self;
     const net *nt = cb->net;
+    cpu_slot *sl = &cb->slot[slot];
+    const int n = rq->n;
     openblas_set_num_threads(1); /* parallelism is ours: see conv() */
-    load_input(cb, n, x, x_u8);
+    load_input(cb, n, rq->x, sl->input);
     for (int i = 0; i < nt->n_ops; i++) {
         const net_op *op = &nt->ops[i];
         switch (op->kind) {
@@ -442,34 +489,44 @@ static fn_status cpu_forward(backend *self, int n, const float *x, const uint8_t
         case OP_AFFINE: affine(cb, op, n); break;
         case OP_MAXPOOL: maxpool(cb, op, n); break;
         case OP_AVGPOOL: avgpool(cb, op, n); break;
+        case OP_AVGPOOL_K: avgpool_k(cb, op, n); break;
         case OP_SHORTCUT_A: shortcut_a(cb, op, n); break;
         case OP_SCALE: scale_channels(cb, op, n); break;
+        case OP_ADD:
+        case OP_ACT: elementwise(cb, op, n); break;
+        case OP_CONCAT: concat(cb, op, n); break;
         case OP_LINEAR: linear_matrix(cb, op, as_matrix(cb, op->in, n), tensor_at(cb, op->out, n), n); break;
         }
-        if (op->tap >= 0 && out->norms)
-            feature_norms(cb, op->out, n, out->norms, op->tap, nt->n_blocks);
+        if (op->tap >= 0)
+            feature_norms(cb, op->out, n, sl->norms, op->tap, nt->n_blocks);
     }
     const float *features = as_matrix(cb, nt->features, n);
-    const float *logits = tensor_at(cb, nt->logits, n); /* K x N */
     const int K = nt->num_classes;
-    if (out->logits)
-        store_rows(logits, K, n, out->logits);
-    if (out->features)
-        store_rows(features, nt->feature_dim, n, out->features);
-    logit_scores(logits, n, K, 1, (size_t)n, out->pred, out->msp, out->maxlogit, out->energy);
-    if (out->react_logits || out->react_energy) { /* ReAct: clip, then the last layer again */
+    store_rows(tensor_at(cb, nt->logits, n), K, n, sl->logits);
+    store_rows(features, nt->feature_dim, n, sl->features);
+    sl->react = rq->react_clip > 0;
+    if (sl->react) { /* ReAct: clip, then the last linear layer again */
         size_t count = (size_t)nt->feature_dim * n;
         float *clipped = cb->work + (features == cb->work ? count : 0);
         for (size_t i = 0; i < count; i++)
-            clipped[i] = features[i] < out->react_clip ? features[i] : out->react_clip;
+            clipped[i] = features[i] < rq->react_clip ? features[i] : rq->react_clip;
         float *react = clipped + count;
         linear_matrix(cb, &nt->ops[nt->last_linear], clipped, react, n);
-        if (out->react_logits)
-            store_rows(react, K, n, out->react_logits);
-        logit_scores(react, n, K, 1, (size_t)n, NULL, NULL, NULL, out->react_energy);
+        store_rows(react, K, n, sl->react_logits);
     }
+    sl->n = n;
     return FN_OK;
 }
+
+static fn_status cpu_collect(backend *self, int slot, backend_result *out)
+{
+    const cpu_slot *sl = &((cpu_backend *)self)->slot[slot];
+    *out = (backend_result){sl->n, sl->norms, sl->logits, sl->features,
+                            sl->react ? sl->react_logits : NULL};
+    return FN_OK;
+}
+
+static uint8_t *cpu_input(backend *self, int slot) { return ((cpu_backend *)self)->slot[slot].input; }
 
 static void cpu_destroy(backend *self)
 {
@@ -483,7 +540,26 @@ static void cpu_destroy(backend *self)
     free(cb->arena);
     free(cb->work);
     free(cb->sums);
+    for (int i = 0; i < CPU_SLOTS; i++) {
+        cpu_slot *sl = &cb->slot[i];
+        free(sl->input), free(sl->norms), free(sl->logits), free(sl->features), free(sl->react_logits);
+    }
     free(cb);
+}
+
+static int alloc_slots(cpu_backend *cb, const net *nt, size_t rows)
+{
+    for (int i = 0; i < CPU_SLOTS; i++) {
+        cpu_slot *sl = &cb->slot[i];
+        sl->input = malloc(rows * nt->input_size * nt->input_size * 3);
+        sl->norms = malloc(sizeof(float) * rows * nt->n_blocks);
+        sl->logits = malloc(sizeof(float) * rows * nt->num_classes);
+        sl->features = malloc(sizeof(float) * rows * nt->feature_dim);
+        sl->react_logits = malloc(sizeof(float) * rows * nt->num_classes);
+        if (!sl->input || !sl->norms || !sl->logits || !sl->features || !sl->react_logits)
+            return 0;
+    }
+    return 1;
 }
 
 /* The largest scratch any op needs, in floats; sets the im2col slab stride. */
@@ -521,7 +597,10 @@ fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend *
     net_input_table(nt, cb->input_table);
     cb->threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
     cb->base.name = "cpu";
-    cb->base.forward = cpu_forward;
+    cb->base.slots = CPU_SLOTS;
+    cb->base.input = cpu_input;
+    cb->base.submit = cpu_submit;
+    cb->base.collect = cpu_collect;
     cb->base.destroy = cpu_destroy;
     snprintf(cb->base.device, sizeof cb->base.device, "CPU, %d threads (OpenBLAS)", cb->threads);
     if (cfg->precision != FN_PRECISION_FP32) {
@@ -557,7 +636,8 @@ fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend *
     int packed_ok = cb->packed != NULL;
     for (int i = 0; packed_ok && i < nt->n_ops; i++)
         packed_ok = cb->packed[i] || !direct_conv_eligible(&nt->ops[i], &nt->tensors[nt->ops[i].in]);
-    if (!cb->arena || !cb->work || !cb->sums || !packed_ok || (padded && !cb->padded)) {
+    int slots_ok = alloc_slots(cb, nt, (size_t)cfg->max_batch);
+    if (!cb->arena || !cb->work || !cb->sums || !packed_ok || (padded && !cb->padded) || !slots_ok) {
         cpu_destroy(&cb->base);
         return fn_fail(FN_ERR_NO_MEMORY,
                        "out of host memory: %s at batch %d needs %.1f MiB of activations; "

@@ -30,7 +30,9 @@ static inline vfloat splat(float x) { return (vfloat){x, x, x, x, x, x, x, x}; }
 
 int direct_conv_eligible(const net_op *op, const net_tensor *in)
 {
-    return op->kind == OP_CONV && op->groups == 1 && op->stride == 1 && op->k > 1 && op->k <= 7;
+    /* the vector epilogue knows the piecewise-linear activations only */
+    return op->kind == OP_CONV && op->groups == 1 && op->stride == 1 && op->k > 1 && op->k <= 7 &&
+           op->act <= ACT_HARDSIGMOID;
 }
 
 float *direct_pack_weights(const net_op *op, int cin, int cout)
@@ -101,6 +103,8 @@ static inline vfloat activate_vec(vfloat v, net_act act)
         return v * vmin(vmax(v + three, zero), six) / six;
     case ACT_HARDSIGMOID:
         return vmin(vmax(v + three, zero), six) / six;
+    default: /* not eligible: see direct_conv_eligible */
+        return v;
     }
     return v;
 }
