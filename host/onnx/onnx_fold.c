@@ -84,6 +84,29 @@ fn_status fold_node(const ox_node *n, ox_const *const *in, ox_const **out)
         if ((r = new_const(to_int, a->ndim, a->dims)))
             for (size_t k = 0; k < a->count; k++)
                 copy_elem(r, k, a, k);
+    } else if (!strcmp(op, "Shape")) {
+        int64_t rank = a->ndim;
+        if ((r = new_const(1, 1, &rank)))
+            for (int d = 0; d < a->ndim; d++)
+                r->i[d] = a->dims[d];
+    } else if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") || !strcmp(op, "Div")) {
+        const ox_const *b = in[1];
+        if (!b || (a->count != b->count && a->count != 1 && b->count != 1))
+            goto unsupported;
+        const ox_const *big = a->count >= b->count ? a : b;
+        if ((r = new_const(a->is_int && b->is_int, big->ndim, big->dims)))
+            for (size_t k = 0; k < r->count; k++) {
+                size_t ka = a->count == 1 ? 0 : k, kb = b->count == 1 ? 0 : k;
+                if (r->is_int) { /* exact in int64; Div truncates as ONNX does */
+                    int64_t x = a->i[ka], y = b->i[kb];
+                    if (op[0] == 'D' && y == 0)
+                        goto unsupported_free;
+                    r->i[k] = op[0] == 'A' ? x + y : op[0] == 'S' ? x - y : op[0] == 'M' ? x * y : x / y;
+                } else {
+                    double x = get(a, ka), y = get(b, kb);
+                    put(r, k, op[0] == 'A' ? x + y : op[0] == 'S' ? x - y : op[0] == 'M' ? x * y : x / y);
+                }
+            }
     } else if (!strcmp(op, "ConstantOfShape")) {
         const ox_attr *v = ox_find_attr(n, "value");
         if (!a->is_int || a->count > OX_MAX_DIMS)
@@ -233,6 +256,8 @@ fn_status fold_node(const ox_node *n, ox_const *const *in, ox_const **out)
         return FN_ERR_NO_MEMORY;
     *out = r;
     return FN_OK;
+unsupported_free:
+    ox_const_free(r);
 unsupported:
     return fn_fail(FN_ERR_FORMAT, "node '%s' (%s) computes on constants in a way featurenorm does not "
                    "evaluate", n->name, n->op);
@@ -241,7 +266,7 @@ unsupported:
 int fold_supported(const char *op)
 {
     static const char *const ops[] = {"Identity", "Cast", "ConstantOfShape", "Concat", "Reshape", "Transpose",
-                                      "Slice", "Gather", "Unsqueeze", "Squeeze"};
+                                      "Slice", "Gather", "Unsqueeze", "Squeeze", "Shape", "Add", "Sub", "Mul", "Div"};
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
         if (!strcmp(op, ops[k]))
             return 1;

@@ -38,6 +38,7 @@ typedef struct unit {
     int bn, add, bias_add;    /* absorbed nodes, -1 when none */
     int res;                  /* value added by the absorbed Add */
     net_act act;
+    float alpha;              /* ACT_LEAKY's slope */
     int out;                  /* the value this unit defines */
     int done;
 } unit;
@@ -99,6 +100,10 @@ static int activation_of(const converter *c, const ox_node *n)
         return ACT_RELU;
     if (is_op(n, "HardSwish"))
         return ACT_HARDSWISH;
+    if (is_op(n, "Sigmoid"))
+        return ACT_SIGMOID;
+    if (is_op(n, "LeakyRelu"))
+        return ACT_LEAKY;
     if (is_op(n, "HardSigmoid"))
         return fabsf(ox_attr_float(n, "alpha", 0.2f) - 1.0f / 6) < 1e-6f &&
                        fabsf(ox_attr_float(n, "beta", 0.5f) - 0.5f) < 1e-7f ? ACT_HARDSIGMOID : -1;
@@ -135,21 +140,23 @@ static void absorb_activation(converter *c, unit *u)
         int act = activation_of(c, &c->g->nodes[r]);
         if (act >= 0) {
             u->act = (net_act)act;
+            u->alpha = ox_attr_float(&c->g->nodes[r], "alpha", 0.01f);
             absorb(c, u, r);
             u->out = c->g->nodes[r].out[0];
         }
         return;
     }
-    /* x * hardsigmoid(x) (HardSwish before opset 14) */
+    /* x * sigmoid(x) (SiLU) and x * hardsigmoid(x) (HardSwish before opset 14) */
     if (val(c, u->out)->consumers != 2)
         return;
-    int gate = -1, mul = -1;
+    int gate = -1, mul = -1, gate_act = -1;
     for (int n = 0; n < c->g->n_nodes; n++) {
         const ox_node *x = &c->g->nodes[n];
         for (int k = 0; k < x->n_in; k++)
             if (x->in[k] == u->out && !c->units[n].absorbed) {
-                if (activation_of(c, x) == ACT_HARDSIGMOID)
-                    gate = n;
+                int a = activation_of(c, x);
+                if (a == ACT_HARDSIGMOID || a == ACT_SIGMOID)
+                    gate = n, gate_act = a;
                 else if (is_op(x, "Mul"))
                     mul = n;
             }
@@ -159,7 +166,7 @@ static void absorb_activation(converter *c, unit *u)
     const ox_node *m = &c->g->nodes[mul];
     if (m->n_in != 2 || !((m->in[0] == u->out) ^ (m->in[1] == u->out)))
         return;
-    u->act = ACT_HARDSWISH;
+    u->act = gate_act == ACT_SIGMOID ? ACT_SILU : ACT_HARDSWISH;
     absorb(c, u, gate);
     absorb(c, u, mul);
     u->out = m->out[0];
@@ -189,8 +196,8 @@ static void plan_unit(converter *c, int n)
             u->out = a->out[0];
         }
         absorb_activation(c, u);
-    } else if (is_op(node, "BatchNormalization")) {
-        absorb_activation(c, u);
+    } else if (is_op(node, "BatchNormalization") || is_op(node, "Add")) {
+        absorb_activation(c, u); /* affine and add ops apply an activation too */
     } else if (is_op(node, "MatMul") || is_op(node, "Gemm")) {
         int r = only_reader(c, u->out);
         const ox_node *a = r >= 0 ? &c->g->nodes[r] : NULL;
@@ -248,8 +255,12 @@ static void choose_auto_blocks(converter *c)
         const ox_node *x = &g->nodes[n];
         int down = (is_op(x, "Conv") || is_op(x, "MaxPool") || is_op(x, "AveragePool")) && stride_of(x) >= 2;
         int head = is_op(x, "GlobalAveragePool") || is_op(x, "Flatten") || is_op(x, "Reshape");
-        if ((down || head) && x->in[0] != g->input && !cst(c, x->in[0]) && val(c, x->in[0])->producer >= 0)
-            c->keep[x->in[0]] = 1;
+        int v = x->in[0];
+        while (v >= 0 && val(c, v)->producer >= 0 && (is_op(&g->nodes[val(c, v)->producer], "Pad") ||
+                                                     is_op(&g->nodes[val(c, v)->producer], "Identity")))
+            v = g->nodes[val(c, v)->producer].in[0]; /* the map itself, not a no-op on the way */
+        if ((down || head) && v >= 0 && v != g->input && !cst(c, v) && val(c, v)->producer >= 0)
+            c->keep[v] = 1;
         if (head)
             break;
     }
@@ -359,6 +370,14 @@ static fn_status bn_params(const converter *c, const ox_node *n, int ch, double 
 
 static int tensor_of(const converter *c, int v) { return v >= 0 ? c->tid[v] : -1; }
 
+/* The slope of a fused LeakyRelu, on the op just built. */
+static void set_alpha(converter *c, const unit *u)
+{
+    net *n = c->nb.net;
+    if (nb_ok(&c->nb) && n->n_ops > 0 && u->act == ACT_LEAKY)
+        n->ops[n->n_ops - 1].alpha = u->alpha;
+}
+
 static fn_status build_conv(converter *c, unit *u)
 {
     const ox_node *n = &c->g->nodes[u->members[0]];
@@ -401,6 +420,7 @@ static fn_status build_conv(converter *c, unit *u)
         s = refuse(c, &c->g->nodes[u->add], "the residual is not a feature map");
     if (s == FN_OK)
         c->tid[u->out] = nb_conv_from(&c->nb, x, n->name, wf, bf, cout, k, stride, pad, groups, u->act, res);
+    set_alpha(c, u);
     free(wf), free(bf), free(scale);
     return s;
 }
@@ -525,6 +545,14 @@ static fn_status build_slice_pad(converter *c, const ox_node *n)
     const ox_const *p = n->n_in > 1 ? cst(c, n->in[1]) : NULL;
     const ox_attr *mode = ox_find_attr(n, "mode");
     double value = 0;
+    int zero = p && p->is_int && c->subsample[src] < 0 && tensor_of(c, src) >= 0;
+    for (size_t k = 0; zero && k < p->count; k++)
+        zero = p->i[k] == 0;
+    if (zero) { /* PyTorch pads by nothing before an average pool */
+        c->tid[n->out[0]] = tensor_of(c, src);
+        c->vector[n->out[0]] = c->vector[src];
+        return FN_OK;
+    }
     int ok = c->subsample[src] >= 0 && c->sub_axes[src] == 12 && p && p->is_int && p->count == 8 &&
              (!mode || !strcmp(mode->s ? mode->s : "", "constant")) &&
              (n->n_in < 3 || n->in[2] < 0 || (const_scalar(c, n->in[2], &value) && value == 0));
@@ -576,18 +604,13 @@ static fn_status build_unit(converter *c, unit *u)
             w[i] = (float)sc[i], w[t->c + i] = (float)sc[t->c + i];
         if (s == FN_OK)
             c->tid[u->out] = nb_affine_from(&c->nb, x, n->name, w, w + t->c, u->act);
+        set_alpha(c, u);
         free(sc), free(w);
         return s;
     }
     int act = activation_of(c, n);
-    if (act >= 0) { /* an activation no conv absorbed: an identity affine applies it */
-        float *ones = fn_malloc(sizeof(float) * (size_t)t->c);
-        if (!ones)
-            return FN_ERR_NO_MEMORY;
-        for (int i = 0; i < t->c; i++)
-            ones[i] = 1.0f;
-        c->tid[u->out] = nb_affine_from(&c->nb, x, n->name, ones, NULL, (net_act)act);
-        free(ones);
+    if (act >= 0) { /* an activation nothing absorbed */
+        c->tid[u->out] = nb_act(&c->nb, x, (net_act)act, ox_attr_float(n, "alpha", 0.01f));
         return FN_OK;
     }
     if (is_op(n, "MaxPool") || is_op(n, "AveragePool")) {
@@ -599,12 +622,8 @@ static fn_status build_unit(converter *c, unit *u)
             c->tid[u->out] = nb_maxpool(&c->nb, x, k, stride, pad);
             return FN_OK;
         }
-        /* non-overlapping windows that tile the map are an adaptive average pool */
-        if (pad == 0 && stride == k && t->h % k == 0 && t->w % k == 0) {
-            c->tid[u->out] = nb_avgpool(&c->nb, x, t->h / k, t->w / k);
-            return FN_OK;
-        }
-        return refuse(c, n, "only non-overlapping windows that tile the feature map are supported");
+        c->tid[u->out] = nb_avgpool_k(&c->nb, x, k, stride, pad, (int)ox_attr_int(n, "count_include_pad", 0));
+        return FN_OK;
     }
     if (is_op(n, "GlobalAveragePool")) {
         c->tid[u->out] = nb_avgpool(&c->nb, x, 1, 1);
@@ -618,19 +637,34 @@ static fn_status build_unit(converter *c, unit *u)
             if (t->h == 1 && t->w == 1 && (s->h > 1 || s->w > 1))
                 big = y, small = x;
             const net_tensor *sm = &c->nb.net->tensors[small];
-            if (sm->h == 1 && sm->w == 1 && sm->c == c->nb.net->tensors[big].c) {
+            const net_tensor *bg = &c->nb.net->tensors[big];
+            if ((sm->h == 1 && sm->w == 1 && sm->c == bg->c) || (sm->c == bg->c && sm->h == bg->h && sm->w == bg->w)) {
                 c->tid[u->out] = nb_scale(&c->nb, big, small);
                 return FN_OK;
             }
         }
-        return refuse(c, n, "only a per-channel scale (squeeze-excitation) is supported");
+        return refuse(c, n, "only a per-channel scale (squeeze-excitation) or a product of two feature maps "
+                      "of the same shape is supported");
     }
-    if (is_op(n, "Add"))
-        return refuse(c, n, "an Add that does not follow a conv needs the net's add op (not in this build)");
-    if (is_op(n, "Concat"))
-        return refuse(c, n, "channel concatenation needs the net's concat op (not in this build)");
-    if (is_op(n, "Sigmoid") || is_op(n, "LeakyRelu"))
-        return refuse(c, n, "this activation needs the net's activation ops (not in this build)");
+    if (is_op(n, "Add") && n->n_in == 2) {
+        int y = tensor_of(c, n->in[1]);
+        if (y < 0 || c->vector[n->in[1]])
+            return refuse(c, n, "only the sum of two feature maps is supported");
+        c->tid[u->out] = nb_add(&c->nb, x, y, u->act);
+        set_alpha(c, u);
+        return FN_OK;
+    }
+    if (is_op(n, "Concat")) {
+        int64_t axis = ox_attr_int(n, "axis", 1);
+        int ins[256];
+        if ((axis != 1 && axis != -3) || n->n_in > 256)
+            return refuse(c, n, "only concatenation along channels is supported");
+        for (int k = 0; k < n->n_in; k++)
+            if ((ins[k] = tensor_of(c, n->in[k])) < 0 || c->vector[n->in[k]])
+                return refuse(c, n, "every input must be a feature map");
+        c->tid[u->out] = nb_concat(&c->nb, ins, n->n_in);
+        return FN_OK;
+    }
     return unsupported(c, n);
 }
 
