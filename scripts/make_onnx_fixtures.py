@@ -17,6 +17,9 @@ case under tests/fixtures/onnx/ (all small: reduced widths, 32-64 px, 2 images):
                        PyTorch forward-hook references norms.npy, logits.npy, features.npy
                        (float64) of the blocks --blocks auto chooses; mobilenet_v3 stores its
                        weights as float_data instead of raw_data
+  misc/                Clip, a standalone Add + LeakyRelu, HardSwish, a padded k x k average
+                       pool, an elementwise product, Concat, MatMul + Add (opset 17), with
+                       references of two blocks named on --blocks
   tiny/                a VGG-like net (no residual adds) with its weights in weights.bin
   bad_op/ bad_size/ bad_cycle/   a Tanh, a tensor whose shape and data disagree, a cycle
 """
@@ -32,6 +35,7 @@ import numpy as np
 import onnx
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from onnx import numpy_helper
 from torchvision.models import densenet, efficientnet, regnet
 import torchvision.models as tvm
@@ -173,6 +177,60 @@ class Tiny(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class Misc(nn.Module):
+    """The operators the layouts above leave out: Clip(0,6), a standalone Add with a
+    LeakyRelu, HardSwish (opset 17: its own op), a k x k average pool with padding,
+    an elementwise product, Concat, and MatMul + Add as the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.conv3 = nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.Conv2d(8, 8, 1)
+        self.w = nn.Parameter(torch.randn(16, 6) * 0.25)
+        self.b = nn.Parameter(torch.randn(6) * 0.1)
+        self.taps = {}
+
+    def forward(self, x):
+        a = F.relu6(self.bn1(self.conv1(x)))
+        s = F.leaky_relu(a + F.max_pool2d(a, 3, 1, 1), 0.2)
+        c = F.hardswish(self.conv2(s))
+        e = F.avg_pool2d(c, 3, 1, 1, count_include_pad=False) * torch.sigmoid(self.conv3(c))
+        f = torch.cat([e, s], 1)
+        self.taps = {"add": s, "concat": f}
+        g = F.adaptive_avg_pool2d(F.max_pool2d(f, 2), 1).flatten(1)
+        self.taps["features"] = g
+        return g @ self.w + self.b
+
+
+def make_misc(root):
+    torch.manual_seed(7)
+    model = Misc().eval()
+    images, calib = inputs("misc", 16)
+    mf.randomise_(model, torch.from_numpy(ref.normalize_u8(calib)), torch.Generator().manual_seed(7))
+    folder = os.path.join(root, "misc")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "model.onnx")
+    model.eval()
+    torch.onnx.export(model, torch.zeros(1, 3, 16, 16), path, opset_version=17, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    g = onnx.load(path).graph
+    leaky = next(n.output[0] for n in g.node if n.op_type == "LeakyRelu")
+    concat = next(n.output[0] for n in g.node if n.op_type == "Concat")
+    x32 = ref.normalize_u8(images)
+    with torch.no_grad():
+        model.double()
+        logits = model(torch.from_numpy(x32).double())
+    norms = torch.stack([ref.feature_norm(model.taps[k]) for k in ("add", "concat")], dim=1)
+    mf.write_npy(os.path.join(folder, "input.npy"), x32, "<f4")
+    mf.write_npy(os.path.join(folder, "norms.npy"), norms.numpy(), "<f8")
+    mf.write_npy(os.path.join(folder, "logits.npy"), logits.numpy(), "<f8")
+    mf.write_npy(os.path.join(folder, "features.npy"), model.taps["features"].numpy(), "<f8")
+    mf.write_json(os.path.join(folder, "meta.json"), {
+        "input_size": 16, "blocks_arg": f"{leaky},{concat}", "blocks": ["add", "concat"],
+        "block_shapes": [list(model.taps[k].shape[1:]) for k in ("add", "concat")], "torch": torch.__version__})
+    print(f"misc             blocks  2  norms {norms.min():8.4g} .. {norms.max():8.4g}")
+
+
 def make_tiny_and_bad(root):
     torch.manual_seed(1)
     model = Tiny()
@@ -252,6 +310,7 @@ def main():
                                               for i in (1, 2, 3)] + [("features.norm5", f.norm5)]
     pytorch_case(args.out, "densenet121", model, blocks)
 
+    make_misc(args.out)
     make_tiny_and_bad(args.out)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
     print(f"total {total / 1e6:.3f} MB in {args.out}")

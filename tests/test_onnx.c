@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fixture_cases.h"
+#include "model.h" /* the net itself: fusion is checked by counting ops */
 
 #define ONNX_DIR FN_FIXTURES "/onnx"
 
@@ -29,6 +30,14 @@ static fn_model *load(const char *model, const char *blocks, int input_size, fn_
     if (status)
         *status = s;
     return s == FN_OK ? m : NULL;
+}
+
+static int count_ops(const fn_model *m, net_op_kind kind)
+{
+    int n = 0;
+    for (int i = 0; i < m->net.n_ops; i++)
+        n += m->net.ops[i].kind == kind;
+    return n;
 }
 
 static void forward(fn_model *m, int n, const float *x, float **norms, float **logits, float **features)
@@ -100,6 +109,9 @@ static void compare_named(const char *name, const char *onnx, const char *arch, 
         CHECK_MSG(c1 == c2 && h1 == h2 && w1 == w2, "%s: block %d %s vs %s", name, b,
                   fn_model_block_name(named, b), fn_model_block_name(m, b));
     }
+    /* BatchNorm folded, residual adds and activations fused: the same op list */
+    CHECK_MSG(named->net.n_ops == m->net.n_ops, "%s: %d ops from ONNX, %d named", name, m->net.n_ops,
+              named->net.n_ops);
     int n = (int)input.shape[0];
     float *x = npy_floats(&input), *na, *la, *fa, *nb, *lb, *fb;
     forward(named, n, x, &na, &la, &fa);
@@ -126,11 +138,17 @@ static void compare_pytorch(const char *name)
     REQUIRE_OK(json_parse(text, len, path, &meta));
     printf("%s: ONNX vs PyTorch\n", name);
     fn_status s;
-    fn_model *m = load(model, "auto", (int)json_get(meta, "input_size")->number, &s);
+    const json *named = json_get(meta, "blocks_arg");
+    fn_model *m = load(model, named ? named->string : "auto", (int)json_get(meta, "input_size")->number, &s);
     CHECK_MSG(s == FN_OK, "%s: %s", name, fn_last_error());
     if (m) {
         fn_model_info info;
         fn_model_get_info(m, &info);
+        /* every activation fused into the op before it (ReLU, ReLU6, HardSwish and SiLU gates,
+         * sigmoid of squeeze-excitation, LeakyRelu after a standalone add) */
+        CHECK_MSG(count_ops(m, OP_ACT) == 0, "%s: %d activations left unfused", name, count_ops(m, OP_ACT));
+        printf("  %d ops: %d conv, %d affine, %d add, %d scale, %d concat\n", m->net.n_ops, count_ops(m, OP_CONV),
+               count_ops(m, OP_AFFINE), count_ops(m, OP_ADD), count_ops(m, OP_SCALE), count_ops(m, OP_CONCAT));
         const json *blocks = json_get(meta, "blocks"), *shapes = json_get(meta, "block_shapes");
         CHECK_MSG(info.num_blocks == (int)blocks->count, "%s: %d blocks, PyTorch %zu", name, info.num_blocks,
                   blocks->count);
@@ -281,7 +299,8 @@ int main(void)
     compare_named("resnet18", ONNX_DIR "/resnet18/model.onnx", "resnet18",
                   FN_FIXTURES "/models/resnet18/model.safetensors", FN_FIXTURES "/models/resnet18/input.npy");
     resnet20_real();
-    static const char *const cases[] = {"regnet_x_400mf", "mobilenet_v3", "efficientnet_b0", "densenet121", "tiny"};
+    static const char *const cases[] = {"regnet_x_400mf", "mobilenet_v3", "efficientnet_b0", "densenet121",
+                                        "misc", "tiny"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         compare_pytorch(cases[i]);
     broken_files();

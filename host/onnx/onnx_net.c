@@ -143,6 +143,14 @@ static void absorb_activation(converter *c, unit *u)
             u->alpha = ox_attr_float(&c->g->nodes[r], "alpha", 0.01f);
             absorb(c, u, r);
             u->out = c->g->nodes[r].out[0];
+            /* PyTorch writes ReLU6 as Relu then Clip(0, 6) */
+            int r2 = u->act == ACT_RELU && u->n_members < MAX_MEMBERS ? only_reader(c, u->out) : -1;
+            int act2 = r2 >= 0 ? activation_of(c, &c->g->nodes[r2]) : -1;
+            if (act2 == ACT_RELU || act2 == ACT_RELU6) {
+                u->act = (net_act)act2;
+                absorb(c, u, r2);
+                u->out = c->g->nodes[r2].out[0];
+            }
         }
         return;
     }
