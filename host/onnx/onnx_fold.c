@@ -11,6 +11,8 @@
 #include "error.h"
 #include "onnx_fold.h"
 
+#define FOLD_MAX_ELEMS ((size_t)1 << 20)
+
 static ox_const *new_const(int is_int, int ndim, const int64_t *dims)
 {
     ox_const *c = fn_calloc(1, sizeof *c);
@@ -19,12 +21,15 @@ static ox_const *new_const(int is_int, int ndim, const int64_t *dims)
     c->is_int = is_int;
     c->ndim = ndim;
     c->count = 1;
-    for (int d = 0; d < ndim; d++) {
+    for (int d = 0; d < ndim; d++) { /* shape arithmetic is small; a corrupt file may not be */
+        if (dims[d] < 0 || (dims[d] > 0 && c->count > FOLD_MAX_ELEMS / (size_t)dims[d])) {
+            ox_const_free(c);
+            return NULL;
+        }
         c->dims[d] = dims[d];
         c->count *= (size_t)dims[d];
     }
-    if (c->count > ((size_t)1 << 24) ||
-        (is_int ? !(c->i = fn_calloc(c->count + 1, sizeof(int64_t))) : !(c->f = fn_calloc(c->count + 1, sizeof(float))))) {
+    if ((is_int ? !(c->i = fn_calloc(c->count + 1, sizeof(int64_t))) : !(c->f = fn_calloc(c->count + 1, sizeof(float))))) {
         ox_const_free(c);
         return NULL;
     }
@@ -253,7 +258,8 @@ fn_status fold_node(const ox_node *n, ox_const *const *in, ox_const **out)
         goto unsupported;
     }
     if (!r)
-        return FN_ERR_NO_MEMORY;
+        return fn_fail(FN_ERR_SHAPE, "node '%s' (%s) makes a constant of a negative or too large shape",
+                       n->name, n->op);
     *out = r;
     return FN_OK;
 unsupported_free:

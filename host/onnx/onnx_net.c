@@ -22,6 +22,7 @@
 
 #define DEFAULT_INPUT 224
 #define MAX_MEMBERS 6
+#define WINDOW_MAX 4096
 
 static const char supported[] =
     "Conv, BatchNormalization, Relu, Clip (0..6), LeakyRelu, Sigmoid, HardSigmoid, HardSwish, "
@@ -327,6 +328,8 @@ static fn_status window(const converter *c, const ox_node *n, int in_h, int in_w
         return refuse(c, n, "dilation other than 1 is not supported");
     const ox_attr *ap = ox_find_attr(n, "auto_pad");
     const char *mode = ap && ap->type == OX_ATTR_STRING ? ap->s : "NOTSET";
+    if (ks[0] > WINDOW_MAX || st[0] > WINDOW_MAX || pd[0] < 0 || pd[0] > WINDOW_MAX)
+        return refuse(c, n, "window, stride or padding out of range");
     *k = (int)ks[0], *stride = (int)st[0];
     if (!strcmp(mode, "VALID")) {
         *pad = 0;
@@ -720,8 +723,11 @@ static fn_status build_all(converter *c)
                 for (int k = 0; k < node->n_in && k < 16; k++)
                     in[k] = node->in[k] >= 0 ? g->values[node->in[k]].data : NULL;
                 fn_status s = fold_node(node, in, &out);
-                if (s != FN_OK)
-                    return s == FN_ERR_NO_MEMORY ? s : fn_fail(s, "%s: %s", g->path, fn_last_error());
+                if (s != FN_OK) { /* name the file: copied, as fn_fail writes the same buffer */
+                    char why[1024];
+                    snprintf(why, sizeof why, "%s", fn_last_error());
+                    return fn_fail(s, "%s: %s", g->path, why);
+                }
                 g->values[node->out[0]].data = out;
             } else {
                 FN_TRY(build_unit(c, u));
@@ -782,6 +788,9 @@ static fn_status convert(converter *c, const char *blocks, int input_size, int v
 {
     ox_graph *g = c->g;
     int all = blocks && !strcmp(blocks, "all");
+    for (int n = 0; n < g->n_nodes; n++) /* every operator read here has both */
+        if (g->nodes[n].n_in < 1 || g->nodes[n].in[0] < 0 || g->nodes[n].n_out < 1 || g->nodes[n].out[0] < 0)
+            return refuse(c, &g->nodes[n], "the node has no first input or no first output");
     if (blocks && *blocks && strcmp(blocks, "auto") && !all)
         FN_TRY(mark_named_blocks(c, blocks));
     else
@@ -796,6 +805,9 @@ static fn_status convert(converter *c, const char *blocks, int input_size, int v
     if (h > 0 && input_size > 0 && input_size != h)
         return fn_fail(FN_ERR_SHAPE, "%s: the graph's input is fixed at %lld x %lld, but --input-size is %d",
                        g->path, (long long)h, (long long)w, input_size);
+    if (h > 4096)
+        return fn_fail(FN_ERR_SHAPE, "%s: the graph's input is %lld x %lld; featurenorm takes up to 4096",
+                       g->path, (long long)h, (long long)w);
     int size = input_size > 0 ? input_size : h > 0 ? (int)h : DEFAULT_INPUT;
     if (verbose && input_size <= 0 && h <= 0)
         fprintf(stderr, "featurenorm: %s: the graph's input size is symbolic; using %d x %d "
@@ -814,11 +826,9 @@ static fn_status convert(converter *c, const char *blocks, int input_size, int v
     return nb_finish(&c->nb, logits);
 }
 
-fn_status onnx_build_net(const char *path, const char *blocks, int input_size, int verbose, net *out)
+fn_status onnx_graph_to_net(ox_graph *g, const char *blocks, int input_size, int verbose, net *out)
 {
     memset(out, 0, sizeof *out);
-    ox_graph *g;
-    FN_TRY(onnx_read(path, &g));
     converter c = {g, {out, NULL, 1e-5f, FN_OK}, NULL, NULL, NULL, NULL, NULL, NULL, -1};
     size_t V = (size_t)g->n_values + 1;
     c.units = fn_calloc((size_t)g->n_nodes + 1, sizeof(unit));
@@ -831,8 +841,9 @@ fn_status onnx_build_net(const char *path, const char *blocks, int input_size, i
     if (c.units && c.tid && c.subsample && c.sub_axes && c.vector && c.keep) {
         for (size_t v = 0; v < V; v++)
             c.tid[v] = c.subsample[v] = -1;
-        const char *base = strrchr(path, '/');
-        snprintf(out->arch, sizeof out->arch, "%s", base ? base + 1 : path);
+        const char *base = strrchr(g->path, '/');
+        snprintf(out->arch, sizeof out->arch, "%s", base ? base + 1 : g->path);
+        /* ONNX files do not say how inputs were normalised: ImageNet's unless told */
         out->mean[0] = 0.485f, out->mean[1] = 0.456f, out->mean[2] = 0.406f;
         out->std[0] = 0.229f, out->std[1] = 0.224f, out->std[2] = 0.225f;
         out->preset = FN_PRESET_AUTO;
@@ -841,8 +852,17 @@ fn_status onnx_build_net(const char *path, const char *blocks, int input_size, i
             out->has_weights = 1;
     }
     free(c.units), free(c.tid), free(c.subsample), free(c.sub_axes), free(c.vector), free(c.keep);
-    onnx_graph_free(g);
     if (s != FN_OK)
         net_free(out);
+    return s;
+}
+
+fn_status onnx_build_net(const char *path, const char *blocks, int input_size, int verbose, net *out)
+{
+    memset(out, 0, sizeof *out);
+    ox_graph *g;
+    FN_TRY(onnx_read(path, &g));
+    fn_status s = onnx_graph_to_net(g, blocks, input_size, verbose, out);
+    onnx_graph_free(g);
     return s;
 }

@@ -434,8 +434,7 @@ static void read_graph(reader *r, const Onnx__GraphProto *gp)
             return;
         }
         for (size_t a = 0; a < p->n_attribute && r->status == FN_OK; a++)
-            if (copy_attr(r, &n->attrs[n->n_attrs], p->attribute[a]))
-                n->n_attrs++;
+            copy_attr(r, &n->attrs[n->n_attrs++], p->attribute[a]); /* counted even half-copied: freed whole */
         n->n_out = (int)p->n_output;
         for (int o = 0; o < n->n_out && r->status == FN_OK; o++)
             n->out[o] = p->output[o] && *p->output[o] ? add_value(r, p->output[o], g->n_nodes - 1) : -1;
