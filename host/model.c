@@ -89,6 +89,9 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     fn_status s = FN_OK;
     if (o->model) {
         s = onnx_build_net(o->model, o->blocks, o->input_size, o->verbose, &m->net);
+        if (s == FN_OK && o->verbose && o->std[0] == 0) /* ONNX files do not record it */
+            fprintf(stderr, "featurenorm: %s: normalising with the ImageNet mean and std (--mean/--std "
+                    "set the ones the network was trained with)\n", o->model);
     } else {
         if (o->weights && (s = st_open(o->weights, &weights)) != FN_OK)
             goto fail;
