@@ -442,8 +442,8 @@ static fn_status build_linear(converter *c, unit *u)
     const ox_node *n = &c->g->nodes[u->members[0]];
     int x = tensor_of(c, n->in[0]);
     const ox_const *w = n->n_in > 1 ? cst(c, n->in[1]) : NULL, *b = NULL;
-    if (x < 0)
-        return refuse(c, n, "its input is not a computed tensor");
+    if (x < 0 || !c->vector[n->in[0]]) /* MatMul on a feature map would act on its last axis */
+        return refuse(c, n, "its input must be the flattened vector of each image (Flatten/Reshape first)");
     if (!w || w->is_int || w->ndim != 2)
         return refuse(c, n, "the weight must be a constant 2-D float tensor");
     int gemm = is_op(n, "Gemm"), trans_b = gemm && ox_attr_int(n, "transB", 0);
