@@ -128,6 +128,15 @@ static uint8_t *read_external(reader *r, const char *tname, const char *location
     return p;
 }
 
+static int alloc_data(reader *r, ox_const *c)
+{
+    if (c->is_int ? !(c->i = fn_malloc(sizeof(int64_t) * c->count)) : !(c->f = fn_malloc(sizeof(float) * c->count))) {
+        r->status = FN_ERR_NO_MEMORY;
+        return 0;
+    }
+    return 1;
+}
+
 /* A TensorProto -> a new ox_const (NULL after recording an error). */
 static ox_const *read_tensor(reader *r, const Onnx__TensorProto *t, const char *what)
 {
@@ -154,11 +163,8 @@ static ox_const *read_tensor(reader *r, const Onnx__TensorProto *t, const char *
         c->count *= (size_t)t->dims[d];
     }
     c->is_int = is_int_type(type);
-    if (c->is_int ? !(c->i = fn_malloc(sizeof(int64_t) * c->count)) : !(c->f = fn_malloc(sizeof(float) * c->count))) {
-        r->status = FN_ERR_NO_MEMORY;
-        return ox_const_free(c), NULL;
-    }
     size_t bytes = c->count * esize;
+    /* sizes are checked before anything is allocated: a corrupt shape must not cost memory */
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
         const char *location = NULL;
         long long offset = 0, length = -1;
@@ -174,8 +180,10 @@ static ox_const *read_tensor(reader *r, const Onnx__TensorProto *t, const char *
                 length = strtoll(v, NULL, 10);
         }
         uint8_t *p = read_external(r, tname, location, offset, length, bytes);
-        if (!p)
+        if (!p || !alloc_data(r, c)) {
+            free(p);
             return ox_const_free(c), NULL;
+        }
         convert_bytes(c, type, p);
         free(p);
         return c;
@@ -189,6 +197,8 @@ static ox_const *read_tensor(reader *r, const Onnx__TensorProto *t, const char *
             t->has_raw_data ? t->raw_data.len / esize : given, c->count);
         return ox_const_free(c), NULL;
     }
+    if (!alloc_data(r, c))
+        return ox_const_free(c), NULL;
     if (t->has_raw_data)
         convert_bytes(c, type, t->raw_data.data);
     else
