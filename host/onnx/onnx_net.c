@@ -3,8 +3,10 @@
  *
  * Nodes are grouped into units before anything is built: a Conv absorbs the
  * BatchNormalization after it, then a residual Add, then an activation (Relu,
- * Clip(0,6), HardSwish, HardSigmoid, or the gate x*sigmoid(x) / x*hardsigmoid(x)),
- * each only while the tensor in between has a single reader and is not a block.
+ * Clip(0,6), HardSwish, HardSigmoid, Sigmoid, LeakyRelu, or the gates x*sigmoid(x)
+ * and x*hardsigmoid(x)), each only while the tensor in between has a single
+ * reader and is not a block; a lone BatchNormalization or Add takes its
+ * activation the same way.
  * Units are then built in the graph's order, except that a unit waits for its
  * inputs (a residual's projection may come after the conv it is added to).
  * Shape arithmetic is folded to constants (onnx_fold.c). Anything else is
@@ -53,7 +55,6 @@ typedef struct converter {
     int *subsample;           /* value is x[:, :, ::2, ::2] of this tensor id (option-A), -1 */
     int *sub_axes;            /* bit 2: H subsampled, bit 3: W subsampled */
     char *keep;               /* value must exist in the net: a block */
-    int last_linear;          /* node index of the classifier */
 } converter;
 
 static const ox_value *val(const converter *c, int v) { return &c->g->values[v]; }
@@ -348,10 +349,8 @@ static fn_status window(const converter *c, const ox_node *n, int in_h, int in_w
         return refuse(c, n, "unknown auto_pad mode");
     }
     if (ox_attr_int(n, "ceil_mode", 0)) { /* fine when it changes nothing */
-        int fl = (in_h + 2 * *pad - *k) / *stride, rem = (in_h + 2 * *pad - *k) % *stride;
-        int flw = (in_w + 2 * *pad - *k) % *stride;
-        (void)fl;
-        if (rem || flw)
+        int rem_h = (in_h + 2 * *pad - *k) % *stride, rem_w = (in_w + 2 * *pad - *k) % *stride;
+        if (rem_h || rem_w)
             return refuse(c, n, "ceil_mode=1 changes the output size here, which is not supported");
     }
     return FN_OK;
@@ -829,7 +828,7 @@ static fn_status convert(converter *c, const char *blocks, int input_size, int v
 fn_status onnx_graph_to_net(ox_graph *g, const char *blocks, int input_size, int verbose, net *out)
 {
     memset(out, 0, sizeof *out);
-    converter c = {g, {out, NULL, 1e-5f, FN_OK}, NULL, NULL, NULL, NULL, NULL, NULL, -1};
+    converter c = {g, {out, NULL, 1e-5f, FN_OK}, NULL, NULL, NULL, NULL, NULL, NULL};
     size_t V = (size_t)g->n_values + 1;
     c.units = fn_calloc((size_t)g->n_nodes + 1, sizeof(unit));
     c.tid = fn_malloc(sizeof(int) * V);

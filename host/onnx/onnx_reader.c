@@ -317,7 +317,7 @@ static ox_const *constant_value(reader *r, const ox_node *n)
 /* ---- the graph ------------------------------------------------------------- */
 
 /* Kahn's algorithm, keeping the file's order among ready nodes. */
-static void sort_nodes(reader *r, const Onnx__GraphProto *gp)
+static void sort_nodes(reader *r)
 {
     ox_graph *g = r->g;
     int N = g->n_nodes;
@@ -364,7 +364,6 @@ static void sort_nodes(reader *r, const Onnx__GraphProto *gp)
     g->nodes = sorted;
     sorted = NULL;
 out:
-    (void)gp;
     free(missing), free(order), free(done), free(sorted);
 }
 
@@ -489,7 +488,7 @@ static void read_graph(reader *r, const Onnx__GraphProto *gp)
         return;
     }
     g->values[g->output].consumers++;
-    sort_nodes(r, gp);
+    sort_nodes(r);
 }
 
 fn_status onnx_parse(const uint8_t *bytes, size_t size, const char *path, ox_graph **out)
