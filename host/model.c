@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "model.h"
 #include "models/models.h"
@@ -83,7 +84,8 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     m->verbose = o->verbose;
     st_file *weights = NULL;
     fn_status s = FN_OK;
-    if (o->weights && (s = st_open(o->weights, &weights)) != FN_OK)
+    if (o->weights && ((s = st_open(o->weights, &weights)) != FN_OK ||
+                       (s = hash_file(o->weights, &m->source_hash)) != FN_OK))
         goto fail;
     arch_options ao = {o->stem_padding};
     s = arch_build(a, weights, o->input_size, &ao, &m->net);

@@ -132,6 +132,43 @@ static fn_status select_batch(void *ctx, const pass_rows *rows)
     return FN_OK;
 }
 
+/* Checkpoint state: the sums so far and the reservoir, exactly. */
+static void select_save(void *ctx, bytes *b)
+{
+    const select_run *run = ctx;
+    const fn_selection *sel = run->sel;
+    const size_t B = (size_t)run->B;
+    bytes_put(b, &sel->images, sizeof sel->images);
+    bytes_put(b, sel->norm_ratio, sizeof(double) * B);
+    bytes_put(b, sel->mean_norm_id, sizeof(double) * B);
+    bytes_put(b, sel->mean_norm_jigsaw, sizeof(double) * B);
+    bytes_put(b, run->valid, sizeof(size_t) * B);
+    bytes_put(b, &run->res.n, sizeof run->res.n);
+    bytes_put(b, &run->res.seen, sizeof run->res.seen);
+    bytes_put(b, &run->res.rng, sizeof run->res.rng);
+    bytes_put(b, run->res.v, sizeof(float) * run->res.n);
+}
+
+static fn_status select_load(void *ctx, bytes *b)
+{
+    select_run *run = ctx;
+    fn_selection *sel = run->sel;
+    const size_t B = (size_t)run->B;
+    bytes_get(b, &sel->images, sizeof sel->images);
+    bytes_get(b, sel->norm_ratio, sizeof(double) * B);
+    bytes_get(b, sel->mean_norm_id, sizeof(double) * B);
+    bytes_get(b, sel->mean_norm_jigsaw, sizeof(double) * B);
+    bytes_get(b, run->valid, sizeof(size_t) * B);
+    bytes_get(b, &run->res.n, sizeof run->res.n);
+    bytes_get(b, &run->res.seen, sizeof run->res.seen);
+    bytes_get(b, &run->res.rng, sizeof run->res.rng);
+    if (b->bad || run->res.n > RESERVOIR)
+        return fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run");
+    bytes_get(b, run->res.v, sizeof(float) * run->res.n);
+    return b->bad || b->at != b->len ? fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run")
+                                     : FN_OK;
+}
+
 fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, fn_selection **out)
 {
     if (!out)
@@ -154,10 +191,12 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
     fn_status st = FN_OK;
     if (!run.valid || !run.res.v)
         st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
-    pass_spec spec = {2, o->seed, 0, 0, d->n, "select", select_batch, &run};
+    pass_spec spec = {2, o->seed, 0, 0, d->n, "select", select_batch, select_save, select_load, &run};
     pass_stats stats;
     if (st == FN_OK)
         st = pass_run(m, d, o, &ps, &spec, &stats);
+    if (st == FN_OK && sel->images == 0)
+        st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
     if (st == FN_OK) {
         sel->skipped = stats.skipped;
         for (int k = 0; k < B; k++) {

@@ -18,6 +18,7 @@
 #ifndef FEATURENORM_H
 #define FEATURENORM_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +47,8 @@ typedef enum fn_status {
     FN_ERR_DEVICE_MEMORY, /* the GPU has too little memory for this batch */
     FN_ERR_DEVICE,        /* a CUDA, cuDNN or cuBLAS call failed */
     FN_ERR_UNAVAILABLE,   /* backend not built in, or no usable device */
-    FN_ERR_EMPTY          /* no images, or a metric with an empty class */
+    FN_ERR_EMPTY,         /* no images, or a metric with an empty class */
+    FN_ERR_CANCELLED      /* stopped by fn_run_options.cancel; the checkpoint is kept */
 } fn_status;
 
 FN_API const char *fn_last_error(void);          /* this thread's last message */
@@ -188,6 +190,18 @@ typedef struct fn_run_options {
     /* select */
     uint64_t seed;         /* Jigsaw permutations (default 0; repeatable) */
     float react_percentile;/* percentile of penultimate features for the clip (90) */
+    /* Long runs. With a checkpoint path the pass saves its progress and partial
+     * results there (atomically) every checkpoint_every images or minute. The
+     * file records the model file's hash, the data listing and these options;
+     * resume = 1 continues from it, and the result is identical to an
+     * uninterrupted run; a checkpoint of another run is refused, and without
+     * resume an existing one is an error. Remove it once the outputs are
+     * written. When *cancel becomes non-zero (a signal handler may set it) the
+     * pass stops after the batch in hand, saves, and returns FN_ERR_CANCELLED. */
+    const char *checkpoint;
+    int resume;
+    int checkpoint_every;  /* images (0: 5000) */
+    const volatile sig_atomic_t *cancel;
 } fn_run_options;
 
 FN_API void fn_run_options_init(fn_run_options *o);
@@ -212,11 +226,19 @@ FN_API const float *fn_scores_column(const fn_scores *s, const char *name);
 FN_API fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o,
                                   fn_scores **out);
 FN_API void fn_scores_free(fn_scores *s);
-/* CSV: path,[label],pred,fn.<block> for every block, then the score columns. */
+/* Outputs are written whole or not at all (a temp file beside the target,
+ * fsynced, renamed over it; the target's mode kept); a target that exists and
+ * is not a regular file is refused. fn_scores_write commits the CSV and the
+ * .npy together: either may be NULL, not both.
+ * CSV: path,[label],pred,fn.<block> for every block, then the score columns.
+ * .npy: float32, n x num_blocks. */
+FN_API fn_status fn_scores_write(const fn_scores *s, const fn_model *m, const fn_dataset *d,
+                                 const char *csv_path, const char *npy_path);
 FN_API fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m,
                                      const fn_dataset *d, const char *path);
-/* NumPy .npy, float32, n x num_blocks. */
-FN_API fn_status fn_scores_write_npy(const fn_scores *s, const char *path);
+/* Fails at once when path could not be written later (missing or read-only
+ * folder, not a regular file): check outputs before a long run. */
+FN_API fn_status fn_output_check(const char *path);
 
 typedef struct fn_selection {
     int num_blocks;

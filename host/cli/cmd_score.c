@@ -41,9 +41,11 @@ int cmd_score(int argc, char **argv)
     fn_dataset *d = NULL;
     fn_selection *sel = NULL;
     fn_scores *sc = NULL;
-    int rc = 1;
     fn_status s;
-    if ((rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
+    char checkpoint[4096];
+    const char *outputs[2] = {out, npy};
+    int rc = cli_prepare_run(&a, &ro, outputs, 2, checkpoint, sizeof checkpoint);
+    if (rc || (rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
         goto done;
     rc = 1;
     if (cli_has(&a, "selection")) {
@@ -61,16 +63,13 @@ int cmd_score(int argc, char **argv)
     }
     if (cli_has(&a, "react-clip"))
         ro.react_clip = (float)clip;
-    if ((s = fn_score_dataset(m, d, &ro, &sc)) != FN_OK ||
-        (out && (s = fn_scores_write_csv(sc, m, d, out)) != FN_OK) ||
-        (npy && (s = fn_scores_write_npy(sc, npy)) != FN_OK)) {
-        cli_error(s);
+    if ((s = fn_score_dataset(m, d, &ro, &sc)) == FN_OK)
+        s = fn_scores_write(sc, m, d, out, npy);
+    if ((rc = cli_finish_run(s, &ro, sc ? sc->skipped : 0)))
         goto done;
-    }
     if (ro.verbose)
         fprintf(stderr, "featurenorm: scored %zu images%s%s%s%s\n", sc->n, out ? " -> " : "",
                 out ? out : "", npy ? " and " : "", npy ? npy : "");
-    rc = 0;
 done:
     fn_scores_free(sc);
     fn_selection_free(sel);

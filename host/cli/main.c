@@ -1,5 +1,6 @@
 /* main.c: the featurenorm command line. Each command lives in its own file
  * (cmd_*.c) and uses nothing but the public API. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,18 @@ static void usage(FILE *f)
     fprintf(f, "\nA typical run: select on ID training images, score ID test and OOD sets, eval.\n");
 }
 
+/* A table printed to a full disk or a closed pipe is a failure, not exit 0. */
+static int finish_stdout(int rc)
+{
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        fprintf(stderr, "featurenorm: writing standard output failed: %s\n",
+                errno ? strerror(errno) : "I/O error");
+        return rc ? rc : 1;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -43,7 +56,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+            return finish_stdout(commands[i].run(argc - 1, argv + 1));
     fprintf(stderr, "featurenorm: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
