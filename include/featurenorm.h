@@ -131,6 +131,7 @@ FN_API int fn_model_find_block(const fn_model *m, const char *name);  /* -1: non
 FN_API int fn_score_count(void);
 FN_API const char *fn_score_name(int i);  /* CSV column: "msp" */
 FN_API const char *fn_score_title(int i); /* table row: "MSP" */
+FN_API const char *fn_score_needs(int i); /* "logits", "block" or "react" */
 FN_API int fn_score_find(const char *name); /* -1: none */
 
 /* What one forward pass writes: any pointer may be NULL (not wanted). A model
@@ -285,7 +286,44 @@ typedef struct fn_metrics {
 FN_API fn_status fn_metrics_compute(const float *id, size_t n_id, const float *ood,
                                     size_t n_ood, fn_metrics *out);
 
-/* Reads one numeric column of a CSV written by fn_scores_write_csv. */
+/* ---- evaluation: score files -> the paper's table ------------------------ */
+
+typedef struct fn_eval_result {
+    int num_scores, num_sets;
+    char **scores;        /* CSV columns evaluated */
+    char **titles;        /* their row labels: "MSP", "FeatureNorm (layer3.2)" */
+    char **sets;          /* OOD set names */
+    fn_metrics *metrics;  /* num_scores x (num_sets + 1); the last of a row: the average */
+    char *id_path;
+    size_t n_id;
+    double id_accuracy;   /* from label and pred; NaN without labels */
+} fn_eval_result;
+
+/* Each file is read once. scores: column names or patterns ("fn.*"); none:
+ * the table's logit scores present, the last block and fn_selected. */
+FN_API fn_status fn_eval_files(const char *id_csv, int n_sets, const char *const *set_names,
+                               const char *const *set_csvs, const char *const *scores,
+                               int n_scores, fn_eval_result **out);
+/* Any path may be NULL; "-" is standard output. Files are committed together. */
+FN_API fn_status fn_eval_write(const fn_eval_result *e, const char *markdown, const char *json,
+                               const char *csv);
+FN_API void fn_eval_free(fn_eval_result *e);
+
+/* Numeric columns of a CSV (fn_scores_write's, or any), read in one pass.
+ * patterns: column names or shell patterns ("fn.*"); each must match a column
+ * unless it starts with '?' ("?label": optional). Columns come in pattern
+ * order, then header order, each once. Errors name the file, line and column. */
+typedef struct fn_columns {
+    size_t rows;
+    int count;
+    char **names;
+    float **values;   /* values[j]: the rows values of column names[j] */
+} fn_columns;
+
+FN_API fn_status fn_csv_read_columns(const char *path, const char *const *patterns,
+                                     int n_patterns, fn_columns **out);
+FN_API void fn_columns_free(fn_columns *c);
+/* One column by name. */
 FN_API fn_status fn_csv_read_column(const char *path, const char *column, float **values,
                                     size_t *n);
 

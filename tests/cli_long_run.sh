@@ -14,12 +14,12 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 # Real CIFAR JPEGs when there, else copies of a fixture image under many names.
 if [ -d "$shared/cifar10-jpeg/test" ]; then
     data=$shared/cifar10-jpeg/test
-    limit=(--limit 1500)
+    limit=(--limit 800)
 else
     echo "SKIP real data: $shared/cifar10-jpeg/test is absent; using copies of a fixture image"
     data=$tmp/copies
     mkdir -p "$data"
-    for i in $(seq -w 1 1500); do cp "$src/tests/fixtures/images/rand_37x23.png" "$data/$i.png"; done
+    for i in $(seq -w 1 800); do cp "$src/tests/fixtures/images/rand_37x23.png" "$data/$i.png"; done
     limit=()
 fi
 run=(--arch resnet20_cifar --weights "$weights" --backend cpu --threads 2 --batch 32 --data "$data" "${limit[@]}")
