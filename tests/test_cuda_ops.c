@@ -171,9 +171,15 @@ static void run_case(const char *name, body_fn body, int variant)
         nets_out got, got8;
         memset(&got, 0, sizeof got), memset(&got8, 0, sizeof got8);
         /* max_batch above the batch: the descriptors change size once */
-        s = nets_forward(&nt, 1, (fn_precision)p, BATCH + 2, BATCH, in, NULL, 0.5f, &got);
+        backend_config cfg = {BATCH + 2, 0, (fn_precision)p};
+        backend *be = NULL;
+        s = cuda_backend_create(&nt, &cfg, &be);
         if (s == FN_OK)
-            s = nets_forward(&nt, 1, (fn_precision)p, BATCH, BATCH, NULL, u8, 0.5f, &got8);
+            s = nets_run(be, &nt, BATCH, in, NULL, 0.5f, &got);
+        if (s == FN_OK)
+            s = nets_run(be, &nt, BATCH, NULL, u8, 0.5f, &got8);
+        if (be)
+            be->destroy(be);
         if (s != FN_OK) {
             fprintf(stderr, "%s: CUDA failed: %s: %s\n", label, fn_status_name(s), fn_last_error());
             test_failures++;
