@@ -197,7 +197,11 @@ static fn_status time_conv(cuda_backend *cb, int i, int fused, float *ms)
         CK_CUDA_GOTO(cudaEventRecord(t0, cb->compute), done);
         st = cu_run_conv(cb, i, cb->max_batch, fused);
         if (st != FN_OK) {
-            if (fused && st == FN_ERR_UNAVAILABLE) { /* refused: not an error, just not fusable */
+            if (fused) { /* refused (or failed): not an error, just not fusable */
+                if (cb->verbose)
+                    fprintf(stderr, "featurenorm cuda: %s: the fused call is not used: %s\n", cb->net->ops[i].name,
+                            fn_last_error());
+                (void)cudaGetLastError();
                 st = FN_OK, best = -1;
                 CK_CUDA_GOTO(cudaStreamSynchronize(cb->compute), done);
             }

@@ -34,6 +34,14 @@ static const char *act_name[] = {"none", "relu", "relu6", "hardswish", "hardsigm
 /* The op under test, from the input tensor x (3 x 13 x 13); returns its output. */
 typedef int (*body_fn)(net_builder *nb, int x, int variant);
 
+/* ACT_LEAKY's slope on the op that made t (the builder leaves it 0). */
+static int slope(net_builder *nb, int t)
+{
+    if (t >= 0)
+        nb->net->ops[nb->net->n_ops - 1].alpha = 0.1f;
+    return t;
+}
+
 static int stem(net_builder *nb, int x) /* 8 channels to work on */
 {
     return nb_conv(nb, x, "stem", NULL, 8, 3, 1, 1, 1, 1, ACT_NONE, -1);
@@ -42,13 +50,13 @@ static int stem(net_builder *nb, int x) /* 8 channels to work on */
 static int body_conv(net_builder *nb, int x, int act)
 {
     int s = stem(nb, x);
-    return nb_conv(nb, s, "conv", NULL, 16, 3, 1, 1, 1, 1, (net_act)act, -1);
+    return slope(nb, nb_conv(nb, s, "conv", NULL, 16, 3, 1, 1, 1, 1, (net_act)act, -1));
 }
 
 static int body_conv_res(net_builder *nb, int x, int act)
 {
     int s = stem(nb, x);
-    return nb_conv(nb, s, "conv", NULL, 8, 3, 1, 1, 1, 1, (net_act)act, s);
+    return slope(nb, nb_conv(nb, s, "conv", NULL, 8, 3, 1, 1, 1, 1, (net_act)act, s));
 }
 
 static int body_conv_shapes(net_builder *nb, int x, int v)
@@ -65,7 +73,7 @@ static int body_conv_shapes(net_builder *nb, int x, int v)
 
 static int body_affine(net_builder *nb, int x, int act)
 {
-    return nb_affine_bn(nb, stem(nb, x), "bn", (net_act)act);
+    return slope(nb, nb_affine_bn(nb, stem(nb, x), "bn", (net_act)act));
 }
 
 static int body_pool(net_builder *nb, int x, int v)
@@ -105,10 +113,7 @@ static int body_add(net_builder *nb, int x, int act)
 {
     int s = stem(nb, x);
     int t = nb_conv(nb, s, "branch", NULL, 8, 3, 1, 1, 1, 1, ACT_NONE, -1);
-    int y = nb_add(nb, s, t, (net_act)act);
-    if (y >= 0)
-        nb->net->ops[nb->net->n_ops - 1].alpha = 0.2f; /* ACT_LEAKY's slope */
-    return y;
+    return slope(nb, nb_add(nb, s, t, (net_act)act));
 }
 
 static int body_act(net_builder *nb, int x, int act)
@@ -128,7 +133,7 @@ static int body_concat(net_builder *nb, int x, int v)
 static int body_linear(net_builder *nb, int x, int act)
 {
     int s = stem(nb, x);
-    return nb_linear(nb, s, "hidden", 20, (net_act)act); /* flattens 8 x 13 x 13 */
+    return slope(nb, nb_linear(nb, s, "hidden", 20, (net_act)act)); /* flattens 8 x 13 x 13 */
 }
 
 /* Builds input -> body -> tap -> [global pool] -> linear, runs it on both
