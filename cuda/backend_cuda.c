@@ -173,7 +173,15 @@ fn_status cuda_backend_create(const net *nt, const backend_config *cfg, backend 
         goto fail;
     }
 
-    CK_CUDA_GOTO(cudaGetDevice(&cb->device), fail);
+    int count = 0;
+    CK_CUDA_GOTO(cudaGetDeviceCount(&count), fail);
+    if (cfg->device < 0 || cfg->device >= count) {
+        st = fn_fail(FN_ERR_INVALID_ARG, "CUDA device %d asked for; this machine has %d (0 to %d)",
+                     cfg->device, count, count - 1);
+        goto fail;
+    }
+    cb->device = cfg->device;
+    CK_CUDA_GOTO(cudaSetDevice(cb->device), fail);
     struct cudaDeviceProp prop;
     CK_CUDA_GOTO(cudaGetDeviceProperties(&prop, cb->device), fail);
     snprintf(cb->gpu_name, sizeof cb->gpu_name, "%.95s", prop.name);

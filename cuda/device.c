@@ -244,3 +244,12 @@ fn_status cu_check_int32(const cuda_backend *cb)
                    "the 2^31 - 1 that cuDNN indexes; use a batch of at most %zu", nt->arch,
                    cb->max_batch, x->c, x->h, x->w, most * (size_t)cb->max_batch, 2147483647u / most);
 }
+
+int fn_cuda_device_count(void)
+{
+    char why[256];
+    int count = 0;
+    if (!cuda_backend_usable(why, sizeof why) || cudaGetDeviceCount(&count) != cudaSuccess)
+        return 0;
+    return count;
+}

@@ -104,6 +104,7 @@ ckpt_key ckpt_key_make(const fn_model *m, const fn_dataset *d, const fn_run_opti
         int batch, preset, strict, block, precision, input_size;
         float react_clip, react_percentile, mean[3], std[3];
         uint64_t seed;
+        int rank, ranks;
     } opt;
     memset(&opt, 0, sizeof opt);
     snprintf(opt.kind, sizeof opt.kind, "%s", kind);
@@ -115,6 +116,7 @@ ckpt_key ckpt_key_make(const fn_model *m, const fn_dataset *d, const fn_run_opti
     memcpy(opt.mean, m->net.mean, sizeof opt.mean);
     memcpy(opt.std, m->net.std, sizeof opt.std);
     opt.seed = o->seed;
+    opt.rank = o->ranks > 1 ? o->rank : 0, opt.ranks = o->ranks > 1 ? o->ranks : 1;
     k.options = hash_bytes(0, &opt, sizeof opt);
     return k;
 }

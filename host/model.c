@@ -37,7 +37,7 @@ static fn_status unknown_arch(const char *name)
 /* Picks the backend: CUDA when asked or when AUTO finds a usable device. */
 static fn_status create_backend(fn_model *m, fn_backend want)
 {
-    backend_config cfg = {m->max_batch, m->threads, m->precision};
+    backend_config cfg = {m->max_batch, m->threads, m->precision, m->device};
     char why[256] = "";
     if (want == FN_BACKEND_CUDA)
         return cuda_backend_create(&m->net, &cfg, &m->be);
@@ -66,7 +66,7 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     const arch *a = arch_find(o->arch);
     if (!a)
         return unknown_arch(o->arch);
-    if (o->input_size < 0 || o->input_size > 4096 || o->max_batch < 0 || o->threads < 0 ||
+    if (o->input_size < 0 || o->input_size > 4096 || o->max_batch < 0 || o->threads < 0 || o->device < 0 ||
         (unsigned)o->precision > FN_PRECISION_BF16 || (unsigned)o->backend > FN_BACKEND_CUDA)
         return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: an option is out of range");
     for (int c = 0; c < 3 && o->std[0] != 0; c++)
@@ -82,6 +82,7 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     m->precision = o->precision;
     m->threads = o->threads > 0 ? o->threads : omp_get_num_procs();
     m->verbose = o->verbose;
+    m->device = o->device;
     st_file *weights = NULL;
     fn_status s = FN_OK;
     if (o->weights && ((s = st_open(o->weights, &weights)) != FN_OK ||

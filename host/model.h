@@ -14,6 +14,7 @@ struct fn_model {
     int max_batch;
     int threads;
     int verbose;
+    int device;         /* CUDA device index */
     uint64_t source_hash; /* the weights file's contents: checkpoints name their model */
 };
 

@@ -33,6 +33,8 @@ fn_status pass_settings_resolve(fn_model *m, const fn_dataset *d, const fn_run_o
         return fn_fail(FN_ERR_INVALID_ARG, "%s: the model was loaded without weights", m->net.arch);
     if (o->batch < 0 || o->decode_threads < 0 || (unsigned)o->preset > FN_PRESET_IMAGENET)
         return fn_fail(FN_ERR_INVALID_ARG, "an option is out of range");
+    if (o->ranks > 1 && (o->rank < 0 || o->rank >= o->ranks))
+        return fn_fail(FN_ERR_INVALID_ARG, "rank %d of %d", o->rank, o->ranks);
     int batch = o->batch > 0 ? o->batch : m->max_batch / per_image;
     if (o->batch > 0 && (long)batch * per_image > m->max_batch)
         return fn_fail(FN_ERR_INVALID_ARG, "batch %d needs max_batch >= %d (the model has %d)", batch,
@@ -128,7 +130,7 @@ fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
     FN_TRY(pipeline_create(&pc, &p));
 
     progress pr;
-    progress_start(&pr, spec->label, end - first, !o->verbose);
+    progress_start(&pr, spec->label, end - first, !o->verbose || o->rank > 0); /* rank 0 speaks */
     double t_start = progress_now();
     pipeline_batch queue[BACKEND_MAX_SLOTS]; /* submitted, not yet collected, oldest first */
     int queued = 0, done = 0;
@@ -196,7 +198,7 @@ fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
     }
     if (st == FN_OK)
         progress_finish(&pr, stats->images, stats->skipped);
-    if (st == FN_OK && o->profile)
+    if (st == FN_OK && o->profile && o->rank == 0)
         pass_print_profile(spec->label, stats, ps->threads);
     return st;
 }

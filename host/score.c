@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "dist.h"
 #include "error.h"
 #include "model.h"
 #include "npy.h"
@@ -112,6 +113,26 @@ static fn_status score_load(void *ctx, bytes *b)
                                      : FN_OK;
 }
 
+/* Every rank's rows into rank 0's arrays, in rank order = dataset order. */
+static fn_status gather(score_run *run, pass_stats *stats, size_t *total, int rank, int ranks)
+{
+    fn_scores *s = run->s;
+    const size_t n = s->n, cap = run->cap;
+    fn_status st = dist_gather_rows(s->index, sizeof *s->index, n, cap, total, ranks);
+    if (st == FN_OK)
+        st = dist_gather_rows(s->label, sizeof *s->label, n, cap, total, ranks);
+    if (st == FN_OK)
+        st = dist_gather_rows(s->pred, sizeof *s->pred, n, cap, total, ranks);
+    if (st == FN_OK)
+        st = dist_gather_rows(s->norms, sizeof *s->norms * (size_t)s->num_blocks, n, cap, total, ranks);
+    for (int j = 0; st == FN_OK && j < s->num_scores; j++)
+        st = dist_gather_rows(s->scores + (size_t)j * cap, sizeof(float), n, cap, total, ranks);
+    double skipped = (double)stats->skipped;
+    if (st == FN_OK && (st = dist_sum(&skipped, 1, ranks)) == FN_OK)
+        stats->skipped = (size_t)skipped;
+    return st;
+}
+
 fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, fn_scores **out)
 {
     if (!out)
@@ -131,11 +152,18 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->selected_block = o->block;
     score_run run = {s, d, d->n, o->react_clip};
     fn_status st = alloc_scores(s, d->n, o->react_clip > 0);
-    pass_spec spec = {1, 0, o->react_clip, 0, d->n, "score", score_batch, score_save, score_load, &run};
-    pass_stats stats;
+    const int ranks = o->ranks > 1 ? o->ranks : 1;
+    pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};
+    dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
+    pass_stats stats = {0};
     if (st == FN_OK)
         st = pass_run(m, d, o, &ps, &spec, &stats);
-    if (st == FN_OK && s->n == 0)
+    size_t total = s->n;
+    if ((st = dist_agree(st, ranks)) == FN_OK && ranks > 1)
+        st = gather(&run, &stats, &total, o->rank, ranks);
+    if (st == FN_OK && o->rank == 0)
+        s->n = total;
+    if (st == FN_OK && total == 0)
         st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
     if (st != FN_OK) {
         fn_scores_free(s);

@@ -93,6 +93,7 @@ typedef struct fn_model_options {
     float mean[3], std[3];  /* normalisation of [0,1] RGB (std[0] == 0: arch default) */
     int stem_padding;       /* resnet18_cifar stem padding (0: 1; the authors used 2) */
     int verbose;            /* say on stderr which backend was chosen and why */
+    int device;             /* CUDA device index (default 0; MPI ranks: the node-local rank's) */
 } fn_model_options;
 
 FN_API void fn_model_options_init(fn_model_options *o);
@@ -203,6 +204,12 @@ typedef struct fn_run_options {
     int resume;
     int checkpoint_every;  /* images (0: 5000) */
     const volatile sig_atomic_t *cancel;
+    /* Scale-out: with ranks > 1 (an MPI build, every rank of the job calling
+     * with the same dataset and options) each rank reads its share of whole
+     * batches on its own device. Score: rank 0's result holds every row in
+     * dataset order, equal to a one-process run; other ranks hold their share.
+     * Select: every rank gets the same selection (sums added in rank order). */
+    int rank, ranks;
 } fn_run_options;
 
 FN_API void fn_run_options_init(fn_run_options *o);
@@ -270,6 +277,22 @@ FN_API fn_status fn_selection_read_json(const char *path, const fn_model *m,
  * Image i's permutation depends only on (seed, first_index + i). */
 FN_API void fn_jigsaw(const uint8_t *src, uint8_t *dst, int n, int size, int channels,
                       uint64_t seed, uint64_t first_index);
+
+/* ---- scale-out with MPI ------------------------------------------------- */
+
+typedef struct fn_mpi_info {
+    int rank, ranks;             /* in the job (0 of 1 without MPI) */
+    int local_rank, local_ranks; /* on this node: picks the GPU and splits the cores */
+} fn_mpi_info;
+
+FN_API int fn_mpi_built(void);
+/* Joins the MPI job when started by mpirun/srun; otherwise rank 0 of 1. */
+FN_API fn_status fn_mpi_init(int *argc, char ***argv, fn_mpi_info *out);
+FN_API void fn_mpi_finalize(void);
+/* Ends every rank of the job (a rank that failed outside a collective call). */
+FN_API void fn_mpi_abort(int code);
+/* CUDA devices usable here (0 without CUDA). */
+FN_API int fn_cuda_device_count(void);
 
 /* ---- metrics (ID is the positive class) -------------------------------- */
 

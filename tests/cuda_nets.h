@@ -110,7 +110,7 @@ static inline fn_status nets_run(backend *be, const net *nt, int n, const float 
 static inline fn_status nets_forward(const net *nt, int cuda, fn_precision p, int max_batch, int n, const float *x,
                                      const uint8_t *u8, float clip, nets_out *o)
 {
-    backend_config cfg = {max_batch, 0, p};
+    backend_config cfg = {max_batch, 0, p, 0};
     backend *be = NULL;
     fn_status s = cuda ? cuda_backend_create(nt, &cfg, &be) : cpu_backend_create(nt, &cfg, &be);
     if (s != FN_OK)

@@ -176,7 +176,7 @@ static void run_case(const char *name, body_fn body, int variant)
         nets_out got, got8;
         memset(&got, 0, sizeof got), memset(&got8, 0, sizeof got8);
         /* max_batch above the batch: the descriptors change size once */
-        backend_config cfg = {BATCH + 2, 0, (fn_precision)p};
+        backend_config cfg = {BATCH + 2, 0, (fn_precision)p, 0};
         backend *be = NULL;
         s = cuda_backend_create(&nt, &cfg, &be);
         if (s == FN_OK)

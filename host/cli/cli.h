@@ -62,6 +62,9 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
     {"resume", NULL, "continue an interrupted run from its checkpoint (OUT.ckpt)", 0},     \
     {"checkpoint-every", "N", "save progress every N images (default 5000) or minute", 0}
 
+/* This process in its MPI job (rank 0 of 1 without one), set by main. */
+extern fn_mpi_info cli_mpi;
+
 int cli_model_options(const cli_args *a, fn_model_options *o);
 /* These print their errors and return an exit status: 0, 2 (bad flags) or 1. */
 int cli_load_model(const cli_args *a, int allow_no_weights, fn_model **m);

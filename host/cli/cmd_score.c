@@ -63,11 +63,11 @@ int cmd_score(int argc, char **argv)
     }
     if (cli_has(&a, "react-clip"))
         ro.react_clip = (float)clip;
-    if ((s = fn_score_dataset(m, d, &ro, &sc)) == FN_OK)
+    if ((s = fn_score_dataset(m, d, &ro, &sc)) == FN_OK && ro.rank == 0) /* rank 0 has every row */
         s = fn_scores_write(sc, m, d, out, npy);
     if ((rc = cli_finish_run(s, &ro, sc ? sc->skipped : 0)))
         goto done;
-    if (ro.verbose)
+    if (ro.verbose && ro.rank == 0)
         fprintf(stderr, "featurenorm: scored %zu images%s%s%s%s\n", sc->n, out ? " -> " : "",
                 out ? out : "", npy ? " and " : "", npy ? npy : "");
 done:

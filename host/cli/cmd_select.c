@@ -43,9 +43,9 @@ int cmd_select(int argc, char **argv)
     if (rc || (rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
         goto done;
     fn_status s = fn_select_block(m, d, &ro, &sel);
-    if (s == FN_OK)
+    if (s == FN_OK && ro.rank == 0) /* every rank has the selection; rank 0 writes it */
         s = fn_selection_write_json(sel, m, cli_get(&a, "data"), out);
-    if ((rc = cli_finish_run(s, &ro, sel ? sel->skipped : 0)))
+    if ((rc = cli_finish_run(s, &ro, sel ? sel->skipped : 0)) || ro.rank != 0)
         goto done;
     printf("%-16s %-16s %10s %12s %12s\n", "block", "output", "NormRatio", "FN(ID)", "FN(Jigsaw)");
     for (int b = 0; b < sel->num_blocks; b++) {

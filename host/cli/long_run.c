@@ -22,7 +22,7 @@ int cli_prepare_run(const cli_args *a, fn_run_options *o, const char *const *out
     for (int i = 0; i < n; i++) {
         if (!outputs[i])
             continue;
-        fn_status s = fn_output_check(outputs[i]);
+        fn_status s = o->rank == 0 ? fn_output_check(outputs[i]) : FN_OK; /* rank 0 writes */
         if (s != FN_OK)
             return cli_error(s);
         first = first ? first : outputs[i];
@@ -30,7 +30,9 @@ int cli_prepare_run(const cli_args *a, fn_run_options *o, const char *const *out
     long every = 0;
     if (cli_int(a, "checkpoint-every", 1, 1L << 30, &every))
         return 2;
-    if (first && (size_t)snprintf(checkpoint, len, "%s.ckpt", first) < len) {
+    int w = o->ranks > 1 ? snprintf(checkpoint, len, "%s.ckpt.%d-of-%d", first ? first : "", o->rank, o->ranks)
+                         : snprintf(checkpoint, len, "%s.ckpt", first ? first : "");
+    if (first && w > 0 && (size_t)w < len) { /* each rank keeps its own shard's */
         o->checkpoint = checkpoint;
         o->resume = cli_has(a, "resume");
         o->checkpoint_every = (int)every;
@@ -50,12 +52,13 @@ int cli_prepare_run(const cli_args *a, fn_run_options *o, const char *const *out
 
 int cli_finish_run(fn_status s, const fn_run_options *o, size_t skipped)
 {
-    if (skipped) /* said once, even with --quiet */
+    if (skipped && o->rank == 0) /* said once, even with --quiet */
         fprintf(stderr, "featurenorm: %zu unreadable image%s skipped%s\n", skipped,
                 skipped == 1 ? "" : "s", o->verbose ? " (named above)" : "");
     if (s == FN_ERR_CANCELLED) {
-        fprintf(stderr, "featurenorm: %s; the same command with --resume continues it\n",
-                fn_last_error());
+        if (o->rank == 0)
+            fprintf(stderr, "featurenorm: %s; the same command with --resume continues it\n",
+                    fn_last_error());
         return 128 + (stop_signal ? stop_signal : SIGINT);
     }
     if (s != FN_OK)

@@ -51,12 +51,21 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("featurenorm %s\n", fn_version());
+        printf("featurenorm %s (MPI %s)\n", fn_version(), fn_mpi_built() ? "built in" : "not built");
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return finish_stdout(commands[i].run(argc - 1, argv + 1));
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            /* under mpirun/srun: join the job (each rank runs this same command) */
+            fn_status s = fn_mpi_init(&argc, &argv, &cli_mpi);
+            if (s != FN_OK)
+                return cli_error(s);
+            int rc = finish_stdout(commands[i].run(argc - 1, argv + 1));
+            if (rc && cli_mpi.ranks > 1)
+                fn_mpi_abort(rc); /* a failed rank ends the job rather than leave it waiting */
+            fn_mpi_finalize();
+            return rc;
+        }
     fprintf(stderr, "featurenorm: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
