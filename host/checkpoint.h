@@ -22,6 +22,14 @@ typedef struct bytes {
 
 void bytes_put(bytes *b, const void *v, size_t len);
 void bytes_get(bytes *b, void *v, size_t len);
+/* One description of a state for both directions: put when !load, else get. */
+static inline void bytes_io(bytes *b, void *v, size_t len, int load)
+{
+    if (load)
+        bytes_get(b, v, len);
+    else
+        bytes_put(b, v, len);
+}
 void bytes_free(bytes *b);
 
 /* What a checkpoint belongs to. */

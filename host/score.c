@@ -79,39 +79,28 @@ static fn_status score_batch(void *ctx, const pass_rows *rows)
     return FN_OK;
 }
 
-/* Checkpoint state: the rows so far. */
-static void score_save(void *ctx, bytes *b)
+/* Checkpoint state: the rows so far, one layout for saving and loading. */
+static fn_status score_state(score_run *run, bytes *b, int load)
 {
-    const score_run *run = ctx;
-    const fn_scores *s = run->s;
-    const size_t n = s->n;
-    bytes_put(b, &n, sizeof n);
-    bytes_put(b, s->index, sizeof *s->index * n);
-    bytes_put(b, s->label, sizeof *s->label * n);
-    bytes_put(b, s->pred, sizeof *s->pred * n);
-    bytes_put(b, s->norms, sizeof *s->norms * n * (size_t)s->num_blocks);
-    for (int j = 0; j < s->num_scores; j++)
-        bytes_put(b, s->scores + (size_t)j * run->cap, sizeof(float) * n);
-}
-
-static fn_status score_load(void *ctx, bytes *b)
-{
-    score_run *run = ctx;
     fn_scores *s = run->s;
-    size_t n = 0;
-    bytes_get(b, &n, sizeof n);
+    size_t n = s->n;
+    bytes_io(b, &n, sizeof n, load);
     if (b->bad || n > run->cap)
         return fn_fail(FN_ERR_FORMAT, "checkpoint: %zu rows, the data has %zu images", n, run->cap);
-    bytes_get(b, s->index, sizeof *s->index * n);
-    bytes_get(b, s->label, sizeof *s->label * n);
-    bytes_get(b, s->pred, sizeof *s->pred * n);
-    bytes_get(b, s->norms, sizeof *s->norms * n * (size_t)s->num_blocks);
+    bytes_io(b, s->index, sizeof *s->index * n, load);
+    bytes_io(b, s->label, sizeof *s->label * n, load);
+    bytes_io(b, s->pred, sizeof *s->pred * n, load);
+    bytes_io(b, s->norms, sizeof *s->norms * n * (size_t)s->num_blocks, load);
     for (int j = 0; j < s->num_scores; j++)
-        bytes_get(b, s->scores + (size_t)j * run->cap, sizeof(float) * n);
+        bytes_io(b, s->scores + (size_t)j * run->cap, sizeof(float) * n, load);
     s->n = n;
-    return b->bad || b->at != b->len ? fn_fail(FN_ERR_FORMAT, "checkpoint: rows do not fit this run")
-                                     : FN_OK;
+    return b->bad || (load && b->at != b->len)
+               ? fn_fail(FN_ERR_FORMAT, "checkpoint: rows do not fit this run")
+               : FN_OK;
 }
+
+static void score_save(void *ctx, bytes *b) { score_state(ctx, b, 0); }
+static fn_status score_load(void *ctx, bytes *b) { return score_state(ctx, b, 1); }
 
 /* Every rank's rows into rank 0's arrays, in rank order = dataset order. */
 static fn_status gather(score_run *run, pass_stats *stats, size_t *total, int rank, int ranks)

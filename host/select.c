@@ -133,42 +133,30 @@ static fn_status select_batch(void *ctx, const pass_rows *rows)
     return FN_OK;
 }
 
-/* Checkpoint state: the sums so far and the reservoir, exactly. */
-static void select_save(void *ctx, bytes *b)
+/* Checkpoint state: the sums so far and the reservoir, exactly; one layout
+ * for saving and loading. */
+static fn_status select_state(select_run *run, bytes *b, int load)
 {
-    const select_run *run = ctx;
-    const fn_selection *sel = run->sel;
-    const size_t B = (size_t)run->B;
-    bytes_put(b, &sel->images, sizeof sel->images);
-    bytes_put(b, sel->norm_ratio, sizeof(double) * B);
-    bytes_put(b, sel->mean_norm_id, sizeof(double) * B);
-    bytes_put(b, sel->mean_norm_jigsaw, sizeof(double) * B);
-    bytes_put(b, run->valid, sizeof(size_t) * B);
-    bytes_put(b, &run->res.n, sizeof run->res.n);
-    bytes_put(b, &run->res.seen, sizeof run->res.seen);
-    bytes_put(b, &run->res.rng, sizeof run->res.rng);
-    bytes_put(b, run->res.v, sizeof(float) * run->res.n);
-}
-
-static fn_status select_load(void *ctx, bytes *b)
-{
-    select_run *run = ctx;
     fn_selection *sel = run->sel;
     const size_t B = (size_t)run->B;
-    bytes_get(b, &sel->images, sizeof sel->images);
-    bytes_get(b, sel->norm_ratio, sizeof(double) * B);
-    bytes_get(b, sel->mean_norm_id, sizeof(double) * B);
-    bytes_get(b, sel->mean_norm_jigsaw, sizeof(double) * B);
-    bytes_get(b, run->valid, sizeof(size_t) * B);
-    bytes_get(b, &run->res.n, sizeof run->res.n);
-    bytes_get(b, &run->res.seen, sizeof run->res.seen);
-    bytes_get(b, &run->res.rng, sizeof run->res.rng);
+    bytes_io(b, &sel->images, sizeof sel->images, load);
+    bytes_io(b, sel->norm_ratio, sizeof(double) * B, load);
+    bytes_io(b, sel->mean_norm_id, sizeof(double) * B, load);
+    bytes_io(b, sel->mean_norm_jigsaw, sizeof(double) * B, load);
+    bytes_io(b, run->valid, sizeof(size_t) * B, load);
+    bytes_io(b, &run->res.n, sizeof run->res.n, load);
+    bytes_io(b, &run->res.seen, sizeof run->res.seen, load);
+    bytes_io(b, &run->res.rng, sizeof run->res.rng, load);
     if (b->bad || run->res.n > RESERVOIR)
         return fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run");
-    bytes_get(b, run->res.v, sizeof(float) * run->res.n);
-    return b->bad || b->at != b->len ? fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run")
-                                     : FN_OK;
+    bytes_io(b, run->res.v, sizeof(float) * run->res.n, load);
+    return b->bad || (load && b->at != b->len)
+               ? fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run")
+               : FN_OK;
 }
+
+static void select_save(void *ctx, bytes *b) { select_state(ctx, b, 0); }
+static fn_status select_load(void *ctx, bytes *b) { return select_state(ctx, b, 1); }
 
 /* Every rank's sums, added in rank order, and the union of the reservoirs on
  * rank 0 (all of the ID features when they fit, as in one process). */
