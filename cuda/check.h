@@ -19,7 +19,7 @@
 
 #include "error.h"
 
-static inline fn_status fn_cuda_error(cudaError_t e, const char *call, const char *file, int line)
+static inline fn_status cu_cuda_error(cudaError_t e, const char *call, const char *file, int line)
 {
     /* Clears the error unless it is sticky (then the context is unusable and
      * every later call says so too). */
@@ -28,7 +28,7 @@ static inline fn_status fn_cuda_error(cudaError_t e, const char *call, const cha
                    "%s:%d: %s: %s (%s)", file, line, call, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
-static inline fn_status fn_cudnn_error(cudnnStatus_t e, const char *call, const char *file, int line)
+static inline fn_status cu_cudnn_error(cudnnStatus_t e, const char *call, const char *file, int line)
 {
     char detail[256] = "";
     cudnnGetLastErrorString(detail, sizeof detail); /* cuDNN 9: why, when it knows */
@@ -41,7 +41,7 @@ static inline fn_status fn_cudnn_error(cudnnStatus_t e, const char *call, const 
                    detail[0] ? ": " : "", detail);
 }
 
-static inline fn_status fn_cublas_error(cublasStatus_t e, const char *call, const char *file, int line)
+static inline fn_status cu_cublas_error(cublasStatus_t e, const char *call, const char *file, int line)
 {
     return fn_fail(e == CUBLAS_STATUS_ALLOC_FAILED ? FN_ERR_DEVICE_MEMORY : FN_ERR_DEVICE,
                    "%s:%d: %s: %s (%s)", file, line, call, cublasGetStatusString(e),
@@ -52,28 +52,28 @@ static inline fn_status fn_cublas_error(cublasStatus_t e, const char *call, cons
     do {                                                                       \
         cudaError_t ck_e_ = (call);                                            \
         if (ck_e_ != cudaSuccess)                                              \
-            return fn_cuda_error(ck_e_, #call, __FILE__, __LINE__);            \
+            return cu_cuda_error(ck_e_, #call, __FILE__, __LINE__);            \
     } while (0)
 
 #define CK_CUDNN(call)                                                         \
     do {                                                                       \
         cudnnStatus_t ck_e_ = (call);                                          \
         if (ck_e_ != CUDNN_STATUS_SUCCESS)                                     \
-            return fn_cudnn_error(ck_e_, #call, __FILE__, __LINE__);           \
+            return cu_cudnn_error(ck_e_, #call, __FILE__, __LINE__);           \
     } while (0)
 
 #define CK_CUBLAS(call)                                                        \
     do {                                                                       \
         cublasStatus_t ck_e_ = (call);                                         \
         if (ck_e_ != CUBLAS_STATUS_SUCCESS)                                    \
-            return fn_cublas_error(ck_e_, #call, __FILE__, __LINE__);          \
+            return cu_cublas_error(ck_e_, #call, __FILE__, __LINE__);          \
     } while (0)
 
 #define CK_CUDA_GOTO(call, label)                                              \
     do {                                                                       \
         cudaError_t ck_e_ = (call);                                            \
         if (ck_e_ != cudaSuccess) {                                            \
-            st = fn_cuda_error(ck_e_, #call, __FILE__, __LINE__);              \
+            st = cu_cuda_error(ck_e_, #call, __FILE__, __LINE__);              \
             goto label;                                                        \
         }                                                                      \
     } while (0)
@@ -82,7 +82,7 @@ static inline fn_status fn_cublas_error(cublasStatus_t e, const char *call, cons
     do {                                                                       \
         cudnnStatus_t ck_e_ = (call);                                          \
         if (ck_e_ != CUDNN_STATUS_SUCCESS) {                                   \
-            st = fn_cudnn_error(ck_e_, #call, __FILE__, __LINE__);             \
+            st = cu_cudnn_error(ck_e_, #call, __FILE__, __LINE__);             \
             goto label;                                                        \
         }                                                                      \
     } while (0)
@@ -91,7 +91,7 @@ static inline fn_status fn_cublas_error(cublasStatus_t e, const char *call, cons
     do {                                                                       \
         cublasStatus_t ck_e_ = (call);                                         \
         if (ck_e_ != CUBLAS_STATUS_SUCCESS) {                                  \
-            st = fn_cublas_error(ck_e_, #call, __FILE__, __LINE__);            \
+            st = cu_cublas_error(ck_e_, #call, __FILE__, __LINE__);            \
             goto label;                                                        \
         }                                                                      \
     } while (0)

@@ -15,20 +15,12 @@
  * NHWC (FP16/BF16): a block covers a slab of spatial rows of one image with
  *   threads across channels (16-byte loads when C allows), then reduces the
  *   rows in shared memory.
- * CPU twin: feature_norms() in host/cpu/backend_cpu.c. */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+ * CPU twin: feature_norms() in host/cpu/backend_cpu.c. Declared in kernels.h. */
 #include <stdint.h>
 
-#include "norms.h"
-
-#define THREADS 256
+#include "common.cuh"
 #define WARPS (THREADS / 32)
 #define ROW_ITERS 8 /* NHWC: spatial rows each thread visits per split */
-
-static __device__ __forceinline__ float to_f(float v) { return v; }
-static __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-static __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 /* V consecutive elements, loaded as one aligned vector. */
 template <typename T, int V>
@@ -42,7 +34,7 @@ static __device__ __forceinline__ void add_relu_sq(const T *p, float *acc)
     vec_t<T, V> x = *reinterpret_cast<const vec_t<T, V> *>(p);
 #pragma unroll
     for (int j = 0; j < V; j++) {
-        float f = to_f(x.v[j]);
+        float f = ld(x.v, j);
         f = f > 0.0f ? f : 0.0f; /* also maps NaN to 0, as the CPU's `if (v > 0)` */
         acc[j] += f * f;
     }
@@ -155,13 +147,13 @@ static int next_pow2(int v)
 }
 
 /* Elements per 16-byte load for this dtype. */
-static int vec_width(fn_dtype t) { return t == FN_DT_F32 ? 4 : 8; }
+static int vec_width(cu_dtype t) { return t == CU_F32 ? 4 : 8; }
 
 typedef struct nhwc_geometry {
     int v, bx, by, rows, splits;
 } nhwc_geometry;
 
-static nhwc_geometry nhwc_plan(fn_shape s, int aligned)
+static nhwc_geometry nhwc_plan(cu_shape s, int aligned)
 {
     nhwc_geometry g;
     const int hw = s.h * s.w, vw = vec_width(s.dtype);
@@ -174,9 +166,9 @@ static nhwc_geometry nhwc_plan(fn_shape s, int aligned)
     return g;
 }
 
-size_t fn_norms_scratch_floats(fn_shape s)
+size_t cu_norms_scratch_floats(cu_shape s)
 {
-    if (s.layout == FN_NCHW)
+    if (s.layout == CU_NCHW)
         return (size_t)s.n * s.c;
     /* The split count depends on the vector width, which depends on the
      * pointer's alignment: size for the larger of the two plans. */
@@ -186,14 +178,14 @@ size_t fn_norms_scratch_floats(fn_shape s)
 }
 
 template <typename T>
-static cudaError_t launch_typed(const T *x, fn_shape s, float *scratch, float *norms, int ld,
+static cudaError_t launch_typed(const T *x, cu_shape s, float *scratch, float *norms, int ld,
                                 int col, cudaStream_t stream)
 {
     const int hw = s.h * s.w;
     const int aligned = ((uintptr_t)x % 16) == 0;
     const int vw = vec_width(s.dtype);
     int splits = 1;
-    if (s.layout == FN_NCHW) {
+    if (s.layout == CU_NCHW) {
         dim3 grid(s.n, (s.c + WARPS - 1) / WARPS);
         if (aligned && hw % vw == 0)
             nchw_sumsq<T, (int)(16 / sizeof(T))><<<grid, THREADS, 0, stream>>>(x, s.c, hw, scratch);
@@ -218,16 +210,16 @@ static cudaError_t launch_typed(const T *x, fn_shape s, float *scratch, float *n
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t fn_launch_feature_norms(const void *x, fn_shape s, float *scratch,
+extern "C" cudaError_t cu_feature_norms(const void *x, cu_shape s, float *scratch,
                                                float *norms, int ld, int col, cudaStream_t stream)
 {
     if (s.n <= 0 || s.c <= 0 || s.h <= 0 || s.w <= 0 || (double)s.c * s.h * s.w > 2147483647.0 ||
         (s.c + WARPS - 1) / WARPS > 65535)
         return cudaErrorInvalidValue; /* beyond the grid's limits */
     switch (s.dtype) {
-    case FN_DT_F32: return launch_typed((const float *)x, s, scratch, norms, ld, col, stream);
-    case FN_DT_F16: return launch_typed((const __half *)x, s, scratch, norms, ld, col, stream);
-    case FN_DT_BF16: return launch_typed((const __nv_bfloat16 *)x, s, scratch, norms, ld, col, stream);
+    case CU_F32: return launch_typed((const float *)x, s, scratch, norms, ld, col, stream);
+    case CU_F16: return launch_typed((const __half *)x, s, scratch, norms, ld, col, stream);
+    case CU_BF16: return launch_typed((const __nv_bfloat16 *)x, s, scratch, norms, ld, col, stream);
     }
     return cudaErrorInvalidValue;
 }

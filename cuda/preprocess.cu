@@ -13,27 +13,13 @@
  *
  * Also the host-side float -> FP16/BF16 rounding used for weights, so that
  * host and device round the same way (cuda_fp16.h's own host functions). */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <string.h>
 
-#include "kernels.h"
-
-#define THREADS 256
+#include "common.cuh"
 
 struct norm_table {
     float v[3][256];
 };
-
-static __device__ __forceinline__ void put(float *p, size_t i, float v) { p[i] = v; }
-static __device__ __forceinline__ void put(__half *p, size_t i, float v) { p[i] = __float2half_rn(v); }
-static __device__ __forceinline__ void put(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16_rn(v); }
-
-static unsigned grid_for(size_t work)
-{
-    size_t blocks = (work + THREADS - 1) / THREADS;
-    return (unsigned)(blocks < 65536 ? (blocks ? blocks : 1) : 65536); /* grid-stride beyond */
-}
 
 /* One thread per pixel: reads its 3 bytes, writes 3 values. */
 template <typename T>
@@ -50,11 +36,11 @@ preprocess_u8(const uint8_t *__restrict__ src, T *__restrict__ dst, size_t pixel
         const uint8_t *s = src + q * 3;
         if (nhwc) {
             for (int c = 0; c < 3; c++)
-                put(dst, q * 3 + c, tab[c][s[c]]);
+                st(dst, q * 3 + c, tab[c][s[c]]);
         } else {
             size_t img = q / hw, p = q % hw;
             for (int c = 0; c < 3; c++)
-                put(dst, (img * 3 + c) * hw + p, tab[c][s[c]]);
+                st(dst, (img * 3 + c) * hw + p, tab[c][s[c]]);
         }
     }
 }
@@ -70,12 +56,12 @@ convert_nchw_f32(const float *__restrict__ src, T *__restrict__ dst, size_t pixe
         size_t img = q / hw, p = q % hw;
         for (int k = 0; k < c; k++) {
             size_t from = (img * c + k) * hw + p;
-            put(dst, nhwc ? q * c + k : from, src[from]);
+            st(dst, nhwc ? q * c + k : from, src[from]);
         }
     }
 }
 
-extern "C" cudaError_t fn_launch_preprocess_u8(const uint8_t *src, void *dst, fn_shape s,
+extern "C" cudaError_t cu_preprocess_u8(const uint8_t *src, void *dst, cu_shape s,
                                                const float table[3][256], cudaStream_t stream)
 {
     if (s.c != 3 || s.n <= 0 || s.h <= 0 || s.w <= 0)
@@ -83,41 +69,41 @@ extern "C" cudaError_t fn_launch_preprocess_u8(const uint8_t *src, void *dst, fn
     norm_table t;
     memcpy(t.v, table, sizeof t.v);
     const size_t pixels = (size_t)s.n * s.h * s.w;
-    const int hw = s.h * s.w, nhwc = s.layout == FN_NHWC;
+    const int hw = s.h * s.w, nhwc = s.layout == CU_NHWC;
     const unsigned grid = grid_for(pixels);
     switch (s.dtype) {
-    case FN_DT_F32: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (float *)dst, pixels, hw, nhwc, t); break;
-    case FN_DT_F16: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (__half *)dst, pixels, hw, nhwc, t); break;
-    case FN_DT_BF16: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (__nv_bfloat16 *)dst, pixels, hw, nhwc, t); break;
+    case CU_F32: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (float *)dst, pixels, hw, nhwc, t); break;
+    case CU_F16: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (__half *)dst, pixels, hw, nhwc, t); break;
+    case CU_BF16: preprocess_u8<<<grid, THREADS, 0, stream>>>(src, (__nv_bfloat16 *)dst, pixels, hw, nhwc, t); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t fn_launch_convert_nchw_f32(const float *src, void *dst, fn_shape s,
+extern "C" cudaError_t cu_convert_nchw_f32(const float *src, void *dst, cu_shape s,
                                                   cudaStream_t stream)
 {
     if (s.n <= 0 || s.c <= 0 || s.h <= 0 || s.w <= 0)
         return cudaErrorInvalidValue;
     const size_t pixels = (size_t)s.n * s.h * s.w;
-    const int hw = s.h * s.w, nhwc = s.layout == FN_NHWC;
+    const int hw = s.h * s.w, nhwc = s.layout == CU_NHWC;
     const unsigned grid = grid_for(pixels);
     switch (s.dtype) {
-    case FN_DT_F32: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (float *)dst, pixels, s.c, hw, nhwc); break;
-    case FN_DT_F16: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (__half *)dst, pixels, s.c, hw, nhwc); break;
-    case FN_DT_BF16: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (__nv_bfloat16 *)dst, pixels, s.c, hw, nhwc); break;
+    case CU_F32: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (float *)dst, pixels, s.c, hw, nhwc); break;
+    case CU_F16: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (__half *)dst, pixels, s.c, hw, nhwc); break;
+    case CU_BF16: convert_nchw_f32<<<grid, THREADS, 0, stream>>>(src, (__nv_bfloat16 *)dst, pixels, s.c, hw, nhwc); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
 }
 
-extern "C" void fn_host_round_to_half(const float *src, void *dst, size_t count, fn_dtype dtype)
+extern "C" void cu_round_to_half(const float *src, void *dst, size_t count, cu_dtype dtype)
 {
-    if (dtype == FN_DT_F16) {
+    if (dtype == CU_F16) {
         __half *d = (__half *)dst;
         for (size_t i = 0; i < count; i++)
             d[i] = __float2half_rn(src[i]);
-    } else if (dtype == FN_DT_BF16) {
+    } else if (dtype == CU_BF16) {
         __nv_bfloat16 *d = (__nv_bfloat16 *)dst;
         for (size_t i = 0; i < count; i++)
             d[i] = __float2bfloat16_rn(src[i]);

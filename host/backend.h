@@ -26,6 +26,7 @@ typedef struct backend_config {
     int max_batch;          /* rows per submit, at most */
     int threads;
     fn_precision precision;
+    int device;             /* CUDA device index */
 } backend_config;
 
 /* One submitted batch. x: n x 3 x S x S normalised floats from the caller's

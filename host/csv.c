@@ -4,6 +4,7 @@
 #include "csv.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 
 /* ---- the reader ----------------------------------------------------------- */
 
-static int refill(fn_csv_reader *r)
+static int refill(csv_reader *r)
 {
     if (r->io_error || feof(r->f))
         return 0;
@@ -27,21 +28,21 @@ static int refill(fn_csv_reader *r)
     return r->io_len > 0;
 }
 
-static inline int get(fn_csv_reader *r)
+static inline int get(csv_reader *r)
 {
     if (r->io_pos == r->io_len && !refill(r))
         return EOF;
     return r->io[r->io_pos++];
 }
 
-static inline int peek(fn_csv_reader *r)
+static inline int peek(csv_reader *r)
 {
     if (r->io_pos == r->io_len && !refill(r))
         return EOF;
     return r->io[r->io_pos];
 }
 
-static fn_status put(fn_csv_reader *r, char c)
+static fn_status put(csv_reader *r, char c)
 {
     if (r->text_len == r->text_cap) {
         size_t cap = r->text_cap ? 2 * r->text_cap : 256;
@@ -56,7 +57,7 @@ static fn_status put(fn_csv_reader *r, char c)
     return FN_OK;
 }
 
-static fn_status begin_field(fn_csv_reader *r)
+static fn_status begin_field(csv_reader *r)
 {
     if (r->nfields == r->fields_cap) {
         size_t cap = r->fields_cap ? 2 * r->fields_cap : 16;
@@ -71,7 +72,7 @@ static fn_status begin_field(fn_csv_reader *r)
     return FN_OK;
 }
 
-fn_status fn_csv_open(fn_csv_reader *r, const char *path)
+fn_status csv_open(csv_reader *r, const char *path)
 {
     memset(r, 0, sizeof *r);
     r->path = path;
@@ -92,7 +93,7 @@ fn_status fn_csv_open(fn_csv_reader *r, const char *path)
     return FN_OK;
 }
 
-void fn_csv_close(fn_csv_reader *r)
+void csv_close(csv_reader *r)
 {
     if (r->f)
         fclose(r->f);
@@ -102,7 +103,7 @@ void fn_csv_close(fn_csv_reader *r)
     memset(r, 0, sizeof *r);
 }
 
-fn_status fn_csv_next(fn_csv_reader *r, int *got)
+fn_status csv_next(csv_reader *r, int *got)
 {
     *got = 0;
     for (;;) {
@@ -164,15 +165,15 @@ fn_status fn_csv_next(fn_csv_reader *r, int *got)
     return FN_OK;
 }
 
-/* ---- fn_csv_read_column --------------------------------------------------- */
+/* ---- fn_csv_read_columns -------------------------------------------------- */
 
 /* "a, b, c" from the header, cut at about LIST_LIMIT bytes with ", ...". */
-static void column_list(const fn_csv_reader *r, char *buf, size_t size)
+static void column_list(const csv_reader *r, char *buf, size_t size)
 {
     size_t used = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < r->nfields; i++) {
-        const char *name = fn_csv_field(r, i);
+        const char *name = csv_field(r, i);
         size_t need = strlen(name) + (i ? 2 : 0);
         if (used + need + 5 >= size) {
             snprintf(buf + used, size - used, "%s...", i ? ", " : "");
@@ -199,6 +200,119 @@ static int parse_value(const char *s, size_t len, float *v)
     return stop == end && stop != s;
 }
 
+void fn_columns_free(fn_columns *c)
+{
+    if (!c)
+        return;
+    for (int j = 0; j < c->count; j++)
+        free(c->names[j]), free(c->values[j]);
+    free(c->names), free(c->values);
+    free(c);
+}
+
+/* The header's columns that the patterns pick, in pattern order, each once.
+ * A pattern "?name" may match nothing; any other must match a column. */
+static fn_status pick_columns(const csv_reader *r, const char *const *patterns, int n,
+                              size_t *cols, int *count)
+{
+    *count = 0;
+    for (int p = 0; p < n; p++) {
+        const char *pat = patterns[p];
+        int optional = pat[0] == '?', matched = 0;
+        pat += optional;
+        for (size_t i = 0; i < r->nfields; i++) {
+            if (fnmatch(pat, csv_field(r, i), 0) != 0)
+                continue;
+            matched = 1;
+            int seen = 0;
+            for (int k = 0; k < *count && !seen; k++)
+                seen = cols[k] == i;
+            if (!seen && *count < (int)r->nfields)
+                cols[(*count)++] = i;
+        }
+        if (!matched && !optional) {
+            char list[LIST_LIMIT + 8];
+            column_list(r, list, sizeof list);
+            return fn_fail(FN_ERR_NOT_FOUND, "%s: no column \"%s\" (columns: %s)", r->path, pat, list);
+        }
+    }
+    return FN_OK;
+}
+
+/* Appends one row's values of the picked columns. */
+static fn_status add_row(const csv_reader *r, fn_columns *c, const size_t *cols, size_t *cap)
+{
+    if (c->rows == *cap) {
+        size_t new_cap = *cap ? 2 * *cap : 1024;
+        for (int j = 0; j < c->count; j++) {
+            float *p = new_cap <= SIZE_MAX / sizeof *p ? realloc(c->values[j], new_cap * sizeof *p) : NULL;
+            if (!p)
+                return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory at line %zu", r->path, r->line);
+            c->values[j] = p;
+        }
+        *cap = new_cap;
+    }
+    for (int j = 0; j < c->count; j++) {
+        size_t col = cols[j];
+        if (r->nfields <= col)
+            return fn_fail(FN_ERR_FORMAT, "%s:%zu: %zu field(s), too few for column \"%s\" (field %zu)",
+                           r->path, r->line, r->nfields, c->names[j], col + 1);
+        if (!parse_value(csv_field(r, col), csv_field_len(r, col), &c->values[j][c->rows]))
+            return fn_fail(FN_ERR_FORMAT, "%s:%zu: column \"%s\" (field %zu): \"%.40s\" is not a number",
+                           r->path, r->line, c->names[j], col + 1, csv_field(r, col));
+    }
+    c->rows++;
+    return FN_OK;
+}
+
+fn_status fn_csv_read_columns(const char *path, const char *const *patterns, int n_patterns,
+                              fn_columns **out)
+{
+    if (out)
+        *out = NULL;
+    if (!path || !patterns || n_patterns < 1 || !out)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_csv_read_columns: NULL argument or no columns");
+    for (int p = 0; p < n_patterns; p++)
+        if (!patterns[p])
+            return fn_fail(FN_ERR_INVALID_ARG, "fn_csv_read_columns: NULL column name");
+    csv_reader r;
+    FN_TRY(csv_open(&r, path));
+    int got;
+    fn_status s = csv_next(&r, &got);
+    if (s == FN_OK && !got)
+        s = fn_fail(FN_ERR_FORMAT, "%s: empty file, no header row", path);
+    fn_columns *c = NULL;
+    size_t *cols = s == FN_OK ? fn_calloc(r.nfields + 1, sizeof *cols) : NULL;
+    if (s == FN_OK && !cols)
+        s = FN_ERR_NO_MEMORY;
+    int count = 0;
+    if (s == FN_OK)
+        s = pick_columns(&r, patterns, n_patterns, cols, &count);
+    if (s == FN_OK && !(c = fn_calloc(1, sizeof *c)))
+        s = FN_ERR_NO_MEMORY;
+    if (s == FN_OK) {
+        c->names = fn_calloc((size_t)count + 1, sizeof *c->names);
+        c->values = fn_calloc((size_t)count + 1, sizeof *c->values);
+        for (int j = 0; c->names && c->values && j < count; j++, c->count++)
+            if (!(c->names[j] = fn_strdup(csv_field(&r, cols[j]))) ||
+                !(c->values[j] = fn_malloc(sizeof(float))))
+                break;
+        if (c->count < count || !c->names || !c->values)
+            s = FN_ERR_NO_MEMORY;
+    }
+    size_t cap = 1;
+    while (s == FN_OK && (s = csv_next(&r, &got)) == FN_OK && got)
+        s = add_row(&r, c, cols, &cap);
+    csv_close(&r);
+    free(cols);
+    if (s != FN_OK) {
+        fn_columns_free(c);
+        return s;
+    }
+    *out = c;
+    return FN_OK;
+}
+
 fn_status fn_csv_read_column(const char *path, const char *column, float **values, size_t *n)
 {
     if (values)
@@ -207,65 +321,13 @@ fn_status fn_csv_read_column(const char *path, const char *column, float **value
         *n = 0;
     if (!path || !column || !values || !n)
         return fn_fail(FN_ERR_INVALID_ARG, "fn_csv_read_column: NULL argument");
-
-    fn_csv_reader r;
-    FN_TRY(fn_csv_open(&r, path));
-    int got;
-    fn_status s = fn_csv_next(&r, &got);
-    if (s == FN_OK && !got)
-        s = fn_fail(FN_ERR_FORMAT, "%s: empty file, no header row", path);
-    if (s != FN_OK) {
-        fn_csv_close(&r);
-        return s;
-    }
-
-    size_t col = 0;
-    while (col < r.nfields && strcmp(fn_csv_field(&r, col), column) != 0)
-        col++;
-    if (col == r.nfields) {
-        char list[LIST_LIMIT + 8];
-        column_list(&r, list, sizeof list);
-        s = fn_fail(FN_ERR_NOT_FOUND, "%s: no column \"%s\" (columns: %s)", path, column, list);
-        fn_csv_close(&r);
-        return s;
-    }
-
-    float *v = NULL;
-    size_t count = 0, cap = 0;
-    while ((s = fn_csv_next(&r, &got)) == FN_OK && got) {
-        if (r.nfields <= col) {
-            s = fn_fail(FN_ERR_FORMAT, "%s:%zu: %zu field(s), too few for column \"%s\" (field %zu)",
-                        path, r.line, r.nfields, column, col + 1);
-            break;
-        }
-        if (count == cap) {
-            size_t new_cap = cap ? 2 * cap : 1024;
-            float *p = new_cap <= SIZE_MAX / sizeof *p ? realloc(v, new_cap * sizeof *p) : NULL;
-            if (!p) {
-                s = fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory at line %zu", path, r.line);
-                break;
-            }
-            v = p;
-            cap = new_cap;
-        }
-        if (!parse_value(fn_csv_field(&r, col), fn_csv_field_len(&r, col), &v[count])) {
-            s = fn_fail(FN_ERR_FORMAT, "%s:%zu: column \"%s\": \"%.40s\" is not a number", path,
-                        r.line, column, fn_csv_field(&r, col));
-            break;
-        }
-        count++;
-    }
-    fn_csv_close(&r);
-    if (s != FN_OK) {
-        free(v);
-        return s;
-    }
-    if (!v) { /* no data rows: still hand back something free() accepts, not NULL */
-        v = fn_malloc(sizeof *v);
-        if (!v)
-            return FN_ERR_NO_MEMORY;
-    }
-    *values = v;
-    *n = count;
+    fn_columns *c;
+    const char *only[1] = {column};
+    FN_TRY(fn_csv_read_columns(path, only, 1, &c));
+    /* an exact name (no pattern): one column, handed over */
+    *values = c->values[0];
+    *n = c->rows;
+    c->values[0] = NULL;
+    fn_columns_free(c);
     return FN_OK;
 }

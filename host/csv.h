@@ -5,12 +5,12 @@
  * commas and newlines, LF or CRLF line ends, a final newline optional, a UTF-8
  * byte-order mark skipped, blank lines skipped. No limit on line length.
  *
- *   fn_csv_reader r;
- *   FN_TRY(fn_csv_open(&r, path));
+ *   csv_reader r;
+ *   FN_TRY(csv_open(&r, path));
  *   int got;
- *   while ((s = fn_csv_next(&r, &got)) == FN_OK && got)
- *       use fn_csv_field(&r, i) for i < r.nfields, r.line for messages;
- *   fn_csv_close(&r);
+ *   while ((s = csv_next(&r, &got)) == FN_OK && got)
+ *       use csv_field(&r, i) for i < r.nfields, r.line for messages;
+ *   csv_close(&r);
  */
 #ifndef FN_CSV_H
 #define FN_CSV_H
@@ -20,7 +20,7 @@
 
 #include "featurenorm.h"
 
-typedef struct fn_csv_reader {
+typedef struct csv_reader {
     FILE *f;
     const char *path;        /* the caller's string, used in messages */
     unsigned char *io;       /* read buffer */
@@ -32,20 +32,20 @@ typedef struct fn_csv_reader {
     size_t nfields, fields_cap;
     size_t line;             /* 1-based line on which the current record starts */
     size_t next_line;        /* line on which the next record starts */
-} fn_csv_reader;
+} csv_reader;
 
-fn_status fn_csv_open(fn_csv_reader *r, const char *path);
+fn_status csv_open(csv_reader *r, const char *path);
 /* Reads the next non-blank record; *got = 0 (and FN_OK) at the end of the file. */
-fn_status fn_csv_next(fn_csv_reader *r, int *got);
-void fn_csv_close(fn_csv_reader *r);
+fn_status csv_next(csv_reader *r, int *got);
+void csv_close(csv_reader *r);
 
-static inline const char *fn_csv_field(const fn_csv_reader *r, size_t i)
+static inline const char *csv_field(const csv_reader *r, size_t i)
 {
     return r->text + r->start[i];
 }
 
 /* Length in bytes; differs from strlen() only if the field holds a NUL byte. */
-static inline size_t fn_csv_field_len(const fn_csv_reader *r, size_t i)
+static inline size_t csv_field_len(const csv_reader *r, size_t i)
 {
     size_t end = i + 1 < r->nfields ? r->start[i + 1] : r->text_len;
     return end - r->start[i] - 1;

@@ -17,3 +17,5 @@ int cuda_backend_usable(char *why, size_t why_len)
     snprintf(why, why_len, "this build has no CUDA backend");
     return 0;
 }
+
+int fn_cuda_device_count(void) { return 0; }

@@ -35,6 +35,7 @@ const char *fn_status_name(fn_status s)
     case FN_ERR_DEVICE: return "FN_ERR_DEVICE";
     case FN_ERR_UNAVAILABLE: return "FN_ERR_UNAVAILABLE";
     case FN_ERR_EMPTY: return "FN_ERR_EMPTY";
+    case FN_ERR_CANCELLED: return "FN_ERR_CANCELLED";
     }
     return "FN_ERR_UNKNOWN";
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "error.h"
 #include "model.h"
 #include "models/models.h"
@@ -37,7 +38,7 @@ static fn_status unknown_arch(const char *name)
 /* Picks the backend: CUDA when asked or when AUTO finds a usable device. */
 static fn_status create_backend(fn_model *m, fn_backend want)
 {
-    backend_config cfg = {m->max_batch, m->threads, m->precision};
+    backend_config cfg = {m->max_batch, m->threads, m->precision, m->device};
     char why[256] = "";
     if (want == FN_BACKEND_CUDA)
         return cuda_backend_create(&m->net, &cfg, &m->be);
@@ -69,7 +70,7 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     const arch *a = o->model ? NULL : arch_find(o->arch);
     if (!a && !o->model)
         return unknown_arch(o->arch);
-    if (o->input_size < 0 || o->input_size > 4096 || o->max_batch < 0 || o->threads < 0 ||
+    if (o->input_size < 0 || o->input_size > 4096 || o->max_batch < 0 || o->threads < 0 || o->device < 0 ||
         (unsigned)o->precision > FN_PRECISION_BF16 || (unsigned)o->backend > FN_BACKEND_CUDA)
         return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: an option is out of range");
     for (int c = 0; c < 3 && o->std[0] != 0; c++)
@@ -85,15 +86,19 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     m->precision = o->precision;
     m->threads = o->threads > 0 ? o->threads : omp_get_num_procs();
     m->verbose = o->verbose;
+    m->device = o->device;
     st_file *weights = NULL;
     fn_status s = FN_OK;
     if (o->model) {
+        if ((s = hash_file(o->model, &m->source_hash)) != FN_OK)
+            goto fail;
         s = onnx_build_net(o->model, o->blocks, o->input_size, o->verbose, &m->net);
         if (s == FN_OK && o->verbose && o->std[0] == 0) /* ONNX files do not record it */
             fprintf(stderr, "featurenorm: %s: normalising with the ImageNet mean and std (--mean/--std "
                     "set the ones the network was trained with)\n", o->model);
     } else {
-        if (o->weights && (s = st_open(o->weights, &weights)) != FN_OK)
+        if (o->weights && ((s = st_open(o->weights, &weights)) != FN_OK ||
+                           (s = hash_file(o->weights, &m->source_hash)) != FN_OK))
             goto fail;
         arch_options ao = {o->stem_padding};
         s = arch_build(a, weights, o->input_size, &ao, &m->net);

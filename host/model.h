@@ -2,6 +2,8 @@
 #ifndef FN_MODEL_H
 #define FN_MODEL_H
 
+#include <stdint.h>
+
 #include "backend.h"
 #include "net.h"
 
@@ -12,6 +14,8 @@ struct fn_model {
     int max_batch;
     int threads;
     int verbose;
+    int device;         /* CUDA device index */
+    uint64_t source_hash; /* the weights file's contents: checkpoints name their model */
 };
 
 #endif

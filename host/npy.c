@@ -6,26 +6,20 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "outfile.h"
 
-fn_status npy_write_f32(const char *path, const float *data, size_t rows, size_t cols)
+void npy_put_f32(FILE *f, const float *data, size_t rows, size_t cols)
 {
     char dict[128];
     int len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
                        rows, cols);
     size_t header = 10 + (size_t)len + 1, padded = (header + 63) / 64 * 64;
-    outfile o;
-    fn_status s = outfile_open(&o, path);
-    if (s != FN_OK)
-        return s;
     uint16_t hlen = (uint16_t)(padded - 10);
     unsigned char magic[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xFF),
                                (unsigned char)(hlen >> 8)};
-    fwrite(magic, 1, sizeof magic, o.f);
-    fputs(dict, o.f);
+    fwrite(magic, 1, sizeof magic, f);
+    fputs(dict, f);
     for (size_t i = header; i < padded; i++)
-        fputc(' ', o.f);
-    fputc('\n', o.f);
-    fwrite(data, sizeof(float), rows * cols, o.f);
-    return outfile_commit(&o);
+        fputc(' ', f);
+    fputc('\n', f);
+    fwrite(data, sizeof(float), rows * cols, f);
 }

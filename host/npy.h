@@ -3,10 +3,11 @@
 #define FN_NPY_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "featurenorm.h"
 
-/* A rows x cols float32 matrix, C order, little-endian. Written atomically. */
-fn_status npy_write_f32(const char *path, const float *data, size_t rows, size_t cols);
+/* A rows x cols float32 matrix, C order, little-endian, written to f. */
+void npy_put_f32(FILE *f, const float *data, size_t rows, size_t cols);
 
 #endif

@@ -33,6 +33,8 @@ fn_status pass_settings_resolve(fn_model *m, const fn_dataset *d, const fn_run_o
         return fn_fail(FN_ERR_INVALID_ARG, "%s: the model was loaded without weights", m->net.arch);
     if (o->batch < 0 || o->decode_threads < 0 || (unsigned)o->preset > FN_PRESET_IMAGENET)
         return fn_fail(FN_ERR_INVALID_ARG, "an option is out of range");
+    if (o->ranks > 1 && (o->rank < 0 || o->rank >= o->ranks))
+        return fn_fail(FN_ERR_INVALID_ARG, "rank %d of %d", o->rank, o->ranks);
     int batch = o->batch > 0 ? o->batch : m->max_batch / per_image;
     if (o->batch > 0 && (long)batch * per_image > m->max_batch)
         return fn_fail(FN_ERR_INVALID_ARG, "batch %d needs max_batch >= %d (the model has %d)", batch,
@@ -56,12 +58,71 @@ static void add_jigsaw(uint8_t *images, const size_t *index, int n, int size, ui
                   index[i]);
 }
 
+#define CHECKPOINT_IMAGES 5000
+#define CHECKPOINT_SECONDS 60.0
+
+typedef struct saver {
+    const char *path;
+    ckpt_key key;
+    size_t next;      /* the first item not yet in the state */
+    size_t since;     /* images since the last save */
+    double last;      /* when it was saved */
+} saver;
+
+static fn_status save(saver *sv, const pass_spec *spec, size_t skipped)
+{
+    bytes b = {0};
+    spec->save(spec->ctx, &b);
+    fn_status s = ckpt_save(sv->path, spec->label, &sv->key, sv->next, skipped, &b);
+    bytes_free(&b);
+    sv->since = 0;
+    sv->last = progress_now();
+    return s;
+}
+
+/* Picks up a checkpoint: the pass then starts at its next item. */
+static fn_status resume(saver *sv, const fn_run_options *o, const pass_spec *spec, size_t *first,
+                        size_t *skipped)
+{
+    if (!ckpt_exists(sv->path))
+        return FN_OK; /* nothing to resume: start from the beginning */
+    if (!o->resume)
+        return fn_fail(FN_ERR_INVALID_ARG,
+                       "%s: a checkpoint of an interrupted run is there; resume it (--resume) or "
+                       "remove it",
+                       sv->path);
+    bytes b;
+    size_t next;
+    FN_TRY(ckpt_load(sv->path, spec->label, &sv->key, &next, skipped, &b));
+    fn_status s = next < spec->first || next > spec->first + spec->count
+                      ? fn_fail(FN_ERR_FORMAT, "%s: resumes at item %zu, outside this run", sv->path,
+                                next)
+                      : spec->load(spec->ctx, &b);
+    if (s == FN_OK && b.bad)
+        s = fn_fail(FN_ERR_FORMAT, "%s: the checkpoint's state does not fit this run", sv->path);
+    bytes_free(&b);
+    if (s == FN_OK && o->verbose)
+        fprintf(stderr, "featurenorm: resuming %s at image %zu of %zu (%s)\n", spec->label,
+                next - spec->first, spec->count, sv->path);
+    *first = next;
+    return s;
+}
+
 fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
                    const pass_settings *ps, const pass_spec *spec, pass_stats *stats)
 {
     backend *be = m->be;
     memset(stats, 0, sizeof *stats);
-    pipeline_config pc = {d, spec->first, spec->count, ps->preset, m->net.input_size, ps->batch,
+    saver sv = {o->checkpoint, {0}, spec->first, 0, progress_now()};
+    size_t first = spec->first, skipped_before = 0;
+    const size_t every = o->checkpoint_every > 0 ? (size_t)o->checkpoint_every : CHECKPOINT_IMAGES;
+    if (sv.path) {
+        sv.key = ckpt_key_make(m, d, o, spec->label, ps->batch);
+        FN_TRY(resume(&sv, o, spec, &first, &skipped_before));
+        sv.next = first;
+    }
+    const size_t end = spec->first + spec->count;
+    pipeline_config pc = {d, first, end - first, ps->preset, m->net.input_size, ps->batch,
                           ps->threads, o->strict, !o->verbose, {0}, be->slots};
     for (int i = 0; i < be->slots; i++)
         pc.buffers[i] = be->input(be, i);
@@ -69,12 +130,14 @@ fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
     FN_TRY(pipeline_create(&pc, &p));
 
     progress pr;
-    progress_start(&pr, spec->label, spec->count, !o->verbose);
+    progress_start(&pr, spec->label, end - first, !o->verbose || o->rank > 0); /* rank 0 speaks */
     double t_start = progress_now();
     pipeline_batch queue[BACKEND_MAX_SLOTS]; /* submitted, not yet collected, oldest first */
     int queued = 0, done = 0;
     fn_status st = FN_OK;
     while (st == FN_OK && (!done || queued > 0)) {
+        if (!done && o->cancel && *o->cancel)
+            done = 1; /* stop reading; what is in flight still lands */
         if (!done) {
             pipeline_batch b;
             double t0 = progress_now();
@@ -85,6 +148,7 @@ fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
                 break;
             if (b.n == 0) {
                 done = 1;
+                sv.next = b.end; /* trailing unreadable images count as read */
             } else {
                 if (spec->per_image == 2)
                     add_jigsaw((uint8_t *)b.images, b.index, b.n, m->net.input_size, spec->seed);
@@ -106,27 +170,35 @@ fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
             stats->wait_device += t1 - t0;
             if (st == FN_OK)
                 st = spec->on_batch(spec->ctx, &rows);
-            stats->host += progress_now() - t1;
             memmove(queue, queue + 1, sizeof *queue * (size_t)--queued);
             stats->images += (size_t)b.n;
+            sv.next = b.end, sv.since += (size_t)b.n;
             pipeline_release(p, b.slot);
             progress_update(&pr, stats->images + pipeline_skipped(p));
+            if (st == FN_OK && sv.path && spec->save &&
+                (sv.since >= every || progress_now() - sv.last >= CHECKPOINT_SECONDS))
+                st = save(&sv, spec, skipped_before + pipeline_skipped(p));
+            stats->host += progress_now() - t1;
         }
     }
     for (int i = 0; i < queued; i++) { /* after an error: let the device finish */
         backend_result r;
         be->collect(be, queue[i].slot, &r);
     }
-    stats->skipped = pipeline_skipped(p);
+    stats->skipped = skipped_before + pipeline_skipped(p);
     stats->decode = pipeline_decode_seconds(p);
     stats->wall = progress_now() - t_start;
     pipeline_free(p);
-    if (st == FN_OK && stats->images == 0)
-        return fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source,
-                       spec->count);
+    if (st == FN_OK && o->cancel && *o->cancel) {
+        if (sv.path && spec->save && (st = save(&sv, spec, stats->skipped)) != FN_OK)
+            return st;
+        return fn_fail(FN_ERR_CANCELLED, "%s stopped at image %zu of %zu%s%s", spec->label,
+                       sv.next - spec->first, spec->count, sv.path ? "; progress kept in " : "",
+                       sv.path ? sv.path : "");
+    }
     if (st == FN_OK)
         progress_finish(&pr, stats->images, stats->skipped);
-    if (st == FN_OK && o->profile)
+    if (st == FN_OK && o->profile && o->rank == 0)
         pass_print_profile(spec->label, stats, ps->threads);
     return st;
 }

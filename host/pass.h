@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "checkpoint.h"
 #include "featurenorm.h"
 
 /* The options of a pass, checked and resolved once (fn_run_options). */
@@ -33,8 +34,11 @@ typedef struct pass_spec {
     uint64_t seed;         /* Jigsaw */
     float react_clip;      /* > 0: react_logits too */
     size_t first, count;   /* items [first, first + count) of the dataset */
-    const char *label;     /* progress: "score", "select" */
+    const char *label;     /* progress and checkpoints: "score", "select" */
     fn_status (*on_batch)(void *ctx, const pass_rows *rows);
+    /* The state so far as bytes, and back (checkpoints; both may be NULL). */
+    void (*save)(void *ctx, bytes *b);
+    fn_status (*load)(void *ctx, bytes *b);
     void *ctx;
 } pass_spec;
 

@@ -190,12 +190,12 @@ fn_status pipeline_next(pipeline *p, pipeline_batch *out)
 
         int n = 0;
         if (s->count == 0) {
-            *out = (pipeline_batch){id, NULL, NULL, 0};
+            *out = (pipeline_batch){id, NULL, NULL, 0, s->start};
             return FN_OK;
         }
         FN_TRY(compact(p, s, &n));
         if (n > 0) {
-            *out = (pipeline_batch){id, s->images, s->index, n};
+            *out = (pipeline_batch){id, s->images, s->index, n, s->start + (size_t)s->count};
             return FN_OK;
         }
         pipeline_release(p, id); /* every image of this batch was unreadable */

@@ -25,6 +25,7 @@ typedef struct pipeline_batch {
     const uint8_t *images;  /* n x size x size x 3 RGB bytes */
     const size_t *index;    /* dataset item of each image */
     int n;                  /* 0: the range is exhausted */
+    size_t end;             /* the first dataset item after this batch's range */
 } pipeline_batch;
 
 fn_status pipeline_create(const pipeline_config *c, pipeline **out);

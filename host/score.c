@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "dist.h"
 #include "error.h"
 #include "model.h"
 #include "npy.h"
@@ -78,6 +79,49 @@ static fn_status score_batch(void *ctx, const pass_rows *rows)
     return FN_OK;
 }
 
+/* Checkpoint state: the rows so far, one layout for saving and loading. */
+static fn_status score_state(score_run *run, bytes *b, int load)
+{
+    fn_scores *s = run->s;
+    size_t n = s->n;
+    bytes_io(b, &n, sizeof n, load);
+    if (b->bad || n > run->cap)
+        return fn_fail(FN_ERR_FORMAT, "checkpoint: %zu rows, the data has %zu images", n, run->cap);
+    bytes_io(b, s->index, sizeof *s->index * n, load);
+    bytes_io(b, s->label, sizeof *s->label * n, load);
+    bytes_io(b, s->pred, sizeof *s->pred * n, load);
+    bytes_io(b, s->norms, sizeof *s->norms * n * (size_t)s->num_blocks, load);
+    for (int j = 0; j < s->num_scores; j++)
+        bytes_io(b, s->scores + (size_t)j * run->cap, sizeof(float) * n, load);
+    s->n = n;
+    return b->bad || (load && b->at != b->len)
+               ? fn_fail(FN_ERR_FORMAT, "checkpoint: rows do not fit this run")
+               : FN_OK;
+}
+
+static void score_save(void *ctx, bytes *b) { score_state(ctx, b, 0); }
+static fn_status score_load(void *ctx, bytes *b) { return score_state(ctx, b, 1); }
+
+/* Every rank's rows into rank 0's arrays, in rank order = dataset order. */
+static fn_status gather(score_run *run, pass_stats *stats, size_t *total, int rank, int ranks)
+{
+    fn_scores *s = run->s;
+    const size_t n = s->n, cap = run->cap;
+    fn_status st = dist_gather_rows(s->index, sizeof *s->index, n, cap, total, ranks);
+    if (st == FN_OK)
+        st = dist_gather_rows(s->label, sizeof *s->label, n, cap, total, ranks);
+    if (st == FN_OK)
+        st = dist_gather_rows(s->pred, sizeof *s->pred, n, cap, total, ranks);
+    if (st == FN_OK)
+        st = dist_gather_rows(s->norms, sizeof *s->norms * (size_t)s->num_blocks, n, cap, total, ranks);
+    for (int j = 0; st == FN_OK && j < s->num_scores; j++)
+        st = dist_gather_rows(s->scores + (size_t)j * cap, sizeof(float), n, cap, total, ranks);
+    double skipped = (double)stats->skipped;
+    if (st == FN_OK && (st = dist_sum(&skipped, 1, ranks)) == FN_OK)
+        stats->skipped = (size_t)skipped;
+    return st;
+}
+
 fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, fn_scores **out)
 {
     if (!out)
@@ -97,10 +141,19 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->selected_block = o->block;
     score_run run = {s, d, d->n, o->react_clip};
     fn_status st = alloc_scores(s, d->n, o->react_clip > 0);
-    pass_spec spec = {1, 0, o->react_clip, 0, d->n, "score", score_batch, &run};
-    pass_stats stats;
+    const int ranks = o->ranks > 1 ? o->ranks : 1;
+    pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};
+    dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
+    pass_stats stats = {0};
     if (st == FN_OK)
         st = pass_run(m, d, o, &ps, &spec, &stats);
+    size_t total = s->n;
+    if ((st = dist_agree(st, ranks)) == FN_OK && ranks > 1)
+        st = gather(&run, &stats, &total, o->rank, ranks);
+    if (st == FN_OK && o->rank == 0)
+        s->n = total;
+    if (st == FN_OK && total == 0)
+        st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
     if (st != FN_OK) {
         fn_scores_free(s);
         return st;
@@ -128,17 +181,11 @@ static void csv_field(FILE *f, const char *v)
     fputc('"', f);
 }
 
-fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m, const fn_dataset *d,
-                              const char *path)
+static void put_csv(FILE *f, const fn_scores *s, const fn_model *m, const fn_dataset *d)
 {
-    if (!s || !m || !d)
-        return fn_fail(FN_ERR_INVALID_ARG, "fn_scores_write_csv: NULL argument");
     int labels = 0;
     for (size_t i = 0; i < s->n && !labels; i++)
         labels = s->label[i] >= 0;
-    outfile o;
-    FN_TRY(outfile_open(&o, path));
-    FILE *f = o.f;
     fputs(labels ? "path,label,pred" : "path,pred", f);
     for (int b = 0; b < s->num_blocks; b++)
         fprintf(f, ",fn.%s", fn_model_block_name(m, b));
@@ -156,12 +203,32 @@ fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m, const fn_da
             fprintf(f, ",%.9g", s->scores[(size_t)j * s->n + i]);
         fputc('\n', f);
     }
-    return outfile_commit(&o);
 }
 
-fn_status fn_scores_write_npy(const fn_scores *s, const char *path)
+fn_status fn_scores_write(const fn_scores *s, const fn_model *m, const fn_dataset *d,
+                          const char *csv, const char *npy)
 {
-    if (!s)
-        return fn_fail(FN_ERR_INVALID_ARG, "fn_scores_write_npy: NULL scores");
-    return npy_write_f32(path, s->norms, s->n, (size_t)s->num_blocks);
+    if (!s || !m || !d || (!csv && !npy))
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_scores_write: NULL argument");
+    outfile o[2];
+    int n = 0;
+    fn_status st = FN_OK;
+    if (csv && (st = outfile_open(&o[n], csv)) == FN_OK)
+        put_csv(o[n++].f, s, m, d);
+    if (st == FN_OK && npy && (st = outfile_open(&o[n], npy)) == FN_OK)
+        npy_put_f32(o[n++].f, s->norms, s->n, (size_t)s->num_blocks);
+    if (st != FN_OK) {
+        for (int i = 0; i < n; i++)
+            outfile_abort(&o[i]);
+        return st;
+    }
+    return outfile_commit_all(o, n);
 }
+
+fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m, const fn_dataset *d,
+                              const char *path)
+{
+    return fn_scores_write(s, m, d, path ? path : "", NULL);
+}
+
+fn_status fn_output_check(const char *path) { return outfile_check(path); }

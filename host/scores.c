@@ -99,6 +99,13 @@ int fn_score_count(void) { return scores_count(); }
 const char *fn_score_name(int i) { return scores_at(i) ? table[i].name : NULL; }
 const char *fn_score_title(int i) { return scores_at(i) ? table[i].title : NULL; }
 
+const char *fn_score_needs(int i)
+{
+    if (!scores_at(i))
+        return NULL;
+    return table[i].needs & SCORE_NEEDS_BLOCK ? "block" : table[i].needs & SCORE_NEEDS_REACT ? "react" : "logits";
+}
+
 int fn_score_find(const char *name)
 {
     for (int i = 0; name && i < scores_count(); i++)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "dist.h"
 #include "error.h"
 #include "json.h"
 #include "model.h"
@@ -132,6 +133,69 @@ static fn_status select_batch(void *ctx, const pass_rows *rows)
     return FN_OK;
 }
 
+/* Checkpoint state: the sums so far and the reservoir, exactly; one layout
+ * for saving and loading. */
+static fn_status select_state(select_run *run, bytes *b, int load)
+{
+    fn_selection *sel = run->sel;
+    const size_t B = (size_t)run->B;
+    bytes_io(b, &sel->images, sizeof sel->images, load);
+    bytes_io(b, sel->norm_ratio, sizeof(double) * B, load);
+    bytes_io(b, sel->mean_norm_id, sizeof(double) * B, load);
+    bytes_io(b, sel->mean_norm_jigsaw, sizeof(double) * B, load);
+    bytes_io(b, run->valid, sizeof(size_t) * B, load);
+    bytes_io(b, &run->res.n, sizeof run->res.n, load);
+    bytes_io(b, &run->res.seen, sizeof run->res.seen, load);
+    bytes_io(b, &run->res.rng, sizeof run->res.rng, load);
+    if (b->bad || run->res.n > RESERVOIR)
+        return fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run");
+    bytes_io(b, run->res.v, sizeof(float) * run->res.n, load);
+    return b->bad || (load && b->at != b->len)
+               ? fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run")
+               : FN_OK;
+}
+
+static void select_save(void *ctx, bytes *b) { select_state(ctx, b, 0); }
+static fn_status select_load(void *ctx, bytes *b) { return select_state(ctx, b, 1); }
+
+/* Every rank's sums, added in rank order, and the union of the reservoirs on
+ * rank 0 (all of the ID features when they fit, as in one process). */
+static fn_status reduce(select_run *run, pass_stats *stats, int rank, int ranks)
+{
+    fn_selection *sel = run->sel;
+    const int B = run->B, n = 4 * B + 3;
+    double *v = malloc(sizeof(double) * (size_t)n);
+    if (!v)
+        return fn_fail(FN_ERR_NO_MEMORY, "out of host memory");
+    for (int k = 0; k < B; k++) {
+        v[k] = sel->norm_ratio[k], v[B + k] = sel->mean_norm_id[k];
+        v[2 * B + k] = sel->mean_norm_jigsaw[k], v[3 * B + k] = (double)run->valid[k];
+    }
+    v[4 * B] = (double)sel->images, v[4 * B + 1] = (double)stats->skipped, v[4 * B + 2] = (double)run->res.n;
+    fn_status st = dist_sum(v, n, ranks);
+    if (st == FN_OK) {
+        for (int k = 0; k < B; k++) {
+            sel->norm_ratio[k] = v[k], sel->mean_norm_id[k] = v[B + k];
+            sel->mean_norm_jigsaw[k] = v[2 * B + k], run->valid[k] = (size_t)v[3 * B + k];
+        }
+        sel->images = (size_t)v[4 * B], stats->skipped = (size_t)v[4 * B + 1];
+    }
+    size_t all = (size_t)v[4 * B + 2], total = 0;
+    free(v);
+    if (st == FN_OK && rank == 0 && all > RESERVOIR) { /* room for the union */
+        float *bigger = realloc(run->res.v, sizeof(float) * all);
+        st = bigger ? FN_OK : fn_fail(FN_ERR_NO_MEMORY, "out of host memory for %zu features", all);
+        if (bigger)
+            run->res.v = bigger;
+    }
+    st = dist_agree(st, ranks);
+    if (st == FN_OK)
+        st = dist_gather_rows(run->res.v, sizeof(float), run->res.n, rank == 0 ? all : 0, &total, ranks);
+    if (st == FN_OK && rank == 0)
+        run->res.n = total;
+    return st;
+}
+
 fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, fn_selection **out)
 {
     if (!out)
@@ -154,10 +218,16 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
     fn_status st = FN_OK;
     if (!run.valid || !run.res.v)
         st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
-    pass_spec spec = {2, o->seed, 0, 0, d->n, "select", select_batch, &run};
-    pass_stats stats;
+    const int ranks = o->ranks > 1 ? o->ranks : 1;
+    pass_spec spec = {2, o->seed, 0, 0, 0, "select", select_batch, select_save, select_load, &run};
+    dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
+    pass_stats stats = {0};
     if (st == FN_OK)
         st = pass_run(m, d, o, &ps, &spec, &stats);
+    if ((st = dist_agree(st, ranks)) == FN_OK && ranks > 1)
+        st = reduce(&run, &stats, o->rank, ranks);
+    if (st == FN_OK && sel->images == 0)
+        st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
     if (st == FN_OK) {
         sel->skipped = stats.skipped;
         for (int k = 0; k < B; k++) {
@@ -166,7 +236,9 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
             sel->mean_norm_jigsaw[k] /= sel->images;
         }
         sel->selected = argmax(sel->norm_ratio, B);
-        sel->react_clip = percentile(run.res.v, run.res.n, o->react_percentile);
+        if (o->rank <= 0 || ranks == 1)
+            sel->react_clip = percentile(run.res.v, run.res.n, o->react_percentile);
+        dist_share(&sel->react_clip, sizeof sel->react_clip, ranks); /* rank 0's, everywhere */
         *out = sel;
     } else {
         fn_selection_free(sel);

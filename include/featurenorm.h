@@ -18,6 +18,7 @@
 #ifndef FEATURENORM_H
 #define FEATURENORM_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,7 +47,8 @@ typedef enum fn_status {
     FN_ERR_DEVICE_MEMORY, /* the GPU has too little memory for this batch */
     FN_ERR_DEVICE,        /* a CUDA, cuDNN or cuBLAS call failed */
     FN_ERR_UNAVAILABLE,   /* backend not built in, or no usable device */
-    FN_ERR_EMPTY          /* no images, or a metric with an empty class */
+    FN_ERR_EMPTY,         /* no images, or a metric with an empty class */
+    FN_ERR_CANCELLED      /* stopped by fn_run_options.cancel; the checkpoint is kept */
 } fn_status;
 
 FN_API const char *fn_last_error(void);          /* this thread's last message */
@@ -93,6 +95,7 @@ typedef struct fn_model_options {
     float mean[3], std[3];  /* normalisation of [0,1] RGB (std[0] == 0: arch default) */
     int stem_padding;       /* resnet18_cifar stem padding (0: 1; the authors used 2) */
     int verbose;            /* say on stderr which backend was chosen and why */
+    int device;             /* CUDA device index (default 0; MPI ranks: the node-local rank's) */
 } fn_model_options;
 
 FN_API void fn_model_options_init(fn_model_options *o);
@@ -131,6 +134,7 @@ FN_API int fn_model_find_block(const fn_model *m, const char *name);  /* -1: non
 FN_API int fn_score_count(void);
 FN_API const char *fn_score_name(int i);  /* CSV column: "msp" */
 FN_API const char *fn_score_title(int i); /* table row: "MSP" */
+FN_API const char *fn_score_needs(int i); /* "logits", "block" or "react" */
 FN_API int fn_score_find(const char *name); /* -1: none */
 
 /* What one forward pass writes: any pointer may be NULL (not wanted). A model
@@ -190,6 +194,24 @@ typedef struct fn_run_options {
     /* select */
     uint64_t seed;         /* Jigsaw permutations (default 0; repeatable) */
     float react_percentile;/* percentile of penultimate features for the clip (90) */
+    /* Long runs. With a checkpoint path the pass saves its progress and partial
+     * results there (atomically) every checkpoint_every images or minute. The
+     * file records the model file's hash, the data listing and these options;
+     * resume = 1 continues from it, and the result is identical to an
+     * uninterrupted run; a checkpoint of another run is refused, and without
+     * resume an existing one is an error. Remove it once the outputs are
+     * written. When *cancel becomes non-zero (a signal handler may set it) the
+     * pass stops after the batch in hand, saves, and returns FN_ERR_CANCELLED. */
+    const char *checkpoint;
+    int resume;
+    int checkpoint_every;  /* images (0: 5000) */
+    const volatile sig_atomic_t *cancel;
+    /* Scale-out: with ranks > 1 (an MPI build, every rank of the job calling
+     * with the same dataset and options) each rank reads its share of whole
+     * batches on its own device. Score: rank 0's result holds every row in
+     * dataset order, equal to a one-process run; other ranks hold their share.
+     * Select: every rank gets the same selection (sums added in rank order). */
+    int rank, ranks;
 } fn_run_options;
 
 FN_API void fn_run_options_init(fn_run_options *o);
@@ -214,11 +236,19 @@ FN_API const float *fn_scores_column(const fn_scores *s, const char *name);
 FN_API fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o,
                                   fn_scores **out);
 FN_API void fn_scores_free(fn_scores *s);
-/* CSV: path,[label],pred,fn.<block> for every block, then the score columns. */
+/* Outputs are written whole or not at all (a temp file beside the target,
+ * fsynced, renamed over it; the target's mode kept); a target that exists and
+ * is not a regular file is refused. fn_scores_write commits the CSV and the
+ * .npy together: either may be NULL, not both.
+ * CSV: path,[label],pred,fn.<block> for every block, then the score columns.
+ * .npy: float32, n x num_blocks. */
+FN_API fn_status fn_scores_write(const fn_scores *s, const fn_model *m, const fn_dataset *d,
+                                 const char *csv_path, const char *npy_path);
 FN_API fn_status fn_scores_write_csv(const fn_scores *s, const fn_model *m,
                                      const fn_dataset *d, const char *path);
-/* NumPy .npy, float32, n x num_blocks. */
-FN_API fn_status fn_scores_write_npy(const fn_scores *s, const char *path);
+/* Fails at once when path could not be written later (missing or read-only
+ * folder, not a regular file): check outputs before a long run. */
+FN_API fn_status fn_output_check(const char *path);
 
 typedef struct fn_selection {
     int num_blocks;
@@ -250,6 +280,22 @@ FN_API fn_status fn_selection_read_json(const char *path, const fn_model *m,
 FN_API void fn_jigsaw(const uint8_t *src, uint8_t *dst, int n, int size, int channels,
                       uint64_t seed, uint64_t first_index);
 
+/* ---- scale-out with MPI ------------------------------------------------- */
+
+typedef struct fn_mpi_info {
+    int rank, ranks;             /* in the job (0 of 1 without MPI) */
+    int local_rank, local_ranks; /* on this node: picks the GPU and splits the cores */
+} fn_mpi_info;
+
+FN_API int fn_mpi_built(void);
+/* Joins the MPI job when started by mpirun/srun; otherwise rank 0 of 1. */
+FN_API fn_status fn_mpi_init(int *argc, char ***argv, fn_mpi_info *out);
+FN_API void fn_mpi_finalize(void);
+/* Ends every rank of the job (a rank that failed outside a collective call). */
+FN_API void fn_mpi_abort(int code);
+/* CUDA devices usable here (0 without CUDA). */
+FN_API int fn_cuda_device_count(void);
+
 /* ---- metrics (ID is the positive class) -------------------------------- */
 
 typedef struct fn_metrics {
@@ -265,7 +311,44 @@ typedef struct fn_metrics {
 FN_API fn_status fn_metrics_compute(const float *id, size_t n_id, const float *ood,
                                     size_t n_ood, fn_metrics *out);
 
-/* Reads one numeric column of a CSV written by fn_scores_write_csv. */
+/* ---- evaluation: score files -> the paper's table ------------------------ */
+
+typedef struct fn_eval_result {
+    int num_scores, num_sets;
+    char **scores;        /* CSV columns evaluated */
+    char **titles;        /* their row labels: "MSP", "FeatureNorm (layer3.2)" */
+    char **sets;          /* OOD set names */
+    fn_metrics *metrics;  /* num_scores x (num_sets + 1); the last of a row: the average */
+    char *id_path;
+    size_t n_id;
+    double id_accuracy;   /* from label and pred; NaN without labels */
+} fn_eval_result;
+
+/* Each file is read once. scores: column names or patterns ("fn.*"); none:
+ * the table's logit scores present, the last block and fn_selected. */
+FN_API fn_status fn_eval_files(const char *id_csv, int n_sets, const char *const *set_names,
+                               const char *const *set_csvs, const char *const *scores,
+                               int n_scores, fn_eval_result **out);
+/* Any path may be NULL; "-" is standard output. Files are committed together. */
+FN_API fn_status fn_eval_write(const fn_eval_result *e, const char *markdown, const char *json,
+                               const char *csv);
+FN_API void fn_eval_free(fn_eval_result *e);
+
+/* Numeric columns of a CSV (fn_scores_write's, or any), read in one pass.
+ * patterns: column names or shell patterns ("fn.*"); each must match a column
+ * unless it starts with '?' ("?label": optional). Columns come in pattern
+ * order, then header order, each once. Errors name the file, line and column. */
+typedef struct fn_columns {
+    size_t rows;
+    int count;
+    char **names;
+    float **values;   /* values[j]: the rows values of column names[j] */
+} fn_columns;
+
+FN_API fn_status fn_csv_read_columns(const char *path, const char *const *patterns,
+                                     int n_patterns, fn_columns **out);
+FN_API void fn_columns_free(fn_columns *c);
+/* One column by name. */
 FN_API fn_status fn_csv_read_column(const char *path, const char *column, float **values,
                                     size_t *n);
 

@@ -1,7 +1,16 @@
 #!/usr/bin/env python3
 """bench_gpu.py: featurenorm's CUDA backend next to PyTorch, same card, same work.
 
-Each case runs `featurenorm bench` (uint8 images in, normalised on the device,
+First the NUMBERS: ResNet-50 at 224 (random weights, BatchNorm calibrated)
+on 32 random uint8 images through libfeaturenorm (ctypes: fn_model_forward_u8,
+every output) in fp32, tf32, fp16 and bf16, against PyTorch fp32 on the same
+card (TF32 off) from the same bytes: FeatureNorm of every block, logits and
+the scores msp, maxlogit and energy. Normwise relative error per output must
+stay under fp32 1e-4, tf32 5e-3, fp16 1e-2, bf16 5e-2 (norms: per block);
+a mismatch prints the worst error, and the script exits non-zero (after the
+timings, so that one run shows both).
+
+Then THROUGHPUT: each case runs `featurenorm bench` (uint8 images in, normalised on the device,
 FeatureNorm of every block, MSP and energy back on the host) and the same work
 in PyTorch eager: the uint8 batch copied in from the same kind of (pageable)
 host memory, normalised, channels_last, forward
@@ -19,6 +28,10 @@ scripts/convert_weights.py), else random ones. Both sides use the same weights.
     python3 scripts/bench_gpu.py --featurenorm build/featurenorm --out /tmp/bench
     python3 scripts/bench_gpu.py --featurenorm build/featurenorm --device cpu --iters 1
         (no GPU: small batches, fp32, a check that the script works)
+
+Last, `featurenorm score --profile` end to end from JPEG files (512 random
+256x256 JPEGs written with PIL), fp16, to show where a real pass spends its
+time (decode, forward, host).
 
 Needs torch and torchvision (and numpy); no network.
 """
@@ -45,12 +58,14 @@ RESNET20_TH = "weights/cifar10/resnet20-12fca82f.th"
 
 # (architecture, input size, batch, precision); CPU mode shrinks the batches.
 CUDA_CASES = [
-    ("resnet50", 224, 256, "fp16"),
+    ("resnet50", 224, 256, "fp32"),
     ("resnet50", 224, 256, "tf32"),
+    ("resnet50", 224, 256, "fp16"),
+    ("resnet50", 224, 256, "bf16"),
     ("resnet20_cifar", 32, 1024, "fp16"),
-    ("resnet20_cifar", 32, 1024, "tf32"),
-    ("resnet20_cifar", 32, 1024, "fp32"),
 ]
+# normwise relative error allowed against PyTorch fp32 (TF32 off)
+PARITY_TOL = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 1e-2, "bf16": 5e-2}
 CPU_CASES = [
     ("resnet50", 224, 2, "fp32"),
     ("resnet20_cifar", 32, 16, "fp32"),
@@ -215,6 +230,162 @@ def run_torch(arch, size, batch, precision, device, iters, warmup, state):
 
 
 # ---------------------------------------------------------------------------
+# numbers: libfeaturenorm (ctypes) against PyTorch fp32 on the same card
+# ---------------------------------------------------------------------------
+
+import ctypes  # noqa: E402
+
+
+class ModelOptions(ctypes.Structure):  # fn_model_options
+    _fields_ = [("arch", ctypes.c_char_p), ("weights", ctypes.c_char_p), ("backend", ctypes.c_int),
+                ("precision", ctypes.c_int), ("max_batch", ctypes.c_int), ("threads", ctypes.c_int),
+                ("input_size", ctypes.c_int), ("mean", ctypes.c_float * 3), ("std", ctypes.c_float * 3),
+                ("stem_padding", ctypes.c_int), ("verbose", ctypes.c_int)]
+
+
+class Outputs(ctypes.Structure):  # fn_outputs
+    F = ctypes.POINTER(ctypes.c_float)
+    _fields_ = [("norms", F), ("logits", F), ("features", F), ("react_logits", F),
+                ("pred", ctypes.POINTER(ctypes.c_int)), ("scores", F), ("block", ctypes.c_int),
+                ("react_clip", ctypes.c_float)]
+
+
+def library(exe):
+    build = os.path.dirname(os.path.abspath(exe))
+    for name in ("libfeaturenorm.so", "libfeaturenorm.so.0"):
+        if os.path.exists(os.path.join(build, name)):
+            lib = ctypes.CDLL(os.path.join(build, name))
+            lib.fn_last_error.restype = ctypes.c_char_p
+            lib.fn_score_name.restype = ctypes.c_char_p
+            return lib
+    raise FileNotFoundError(f"libfeaturenorm.so not found next to {exe}")
+
+
+def featurenorm_outputs(lib, arch, weights, precision, images):
+    """norms, logits, scores {name: values} of one fn_model_forward_u8."""
+    n = images.shape[0]
+    o = ModelOptions()
+    lib.fn_model_options_init(ctypes.byref(o))
+    o.arch, o.weights = arch.encode(), weights.encode()
+    o.backend, o.precision, o.max_batch = 2, ["fp32", "tf32", "fp16", "bf16"].index(precision), n
+    o.input_size = images.shape[1]
+    model = ctypes.c_void_p()
+    if lib.fn_model_load(ctypes.byref(o), ctypes.byref(model)) != 0:
+        raise RuntimeError("fn_model_load: " + lib.fn_last_error().decode())
+    try:
+        class Info(ctypes.Structure):  # fn_model_info, whole: fn_model_get_info writes all of it
+            _fields_ = [("arch", ctypes.c_char_p), ("backend", ctypes.c_char_p), ("device", ctypes.c_char_p),
+                        ("precision", ctypes.c_int), ("has_weights", ctypes.c_int), ("input_size", ctypes.c_int),
+                        ("num_blocks", ctypes.c_int), ("num_classes", ctypes.c_int), ("feature_dim", ctypes.c_int),
+                        ("max_batch", ctypes.c_int), ("preset", ctypes.c_int), ("mean", ctypes.c_float * 3),
+                        ("std", ctypes.c_float * 3)]
+        info = Info()
+        lib.fn_model_get_info(model, ctypes.byref(info))
+        log(f"  {precision}: {info.device.decode()}")
+        S = lib.fn_score_count()
+        norms = np.zeros((n, info.num_blocks), np.float32)
+        logits = np.zeros((n, info.num_classes), np.float32)
+        scores = np.zeros((n, S), np.float32)
+        out = Outputs()
+        lib.fn_outputs_init(ctypes.byref(out))
+        fp = ctypes.POINTER(ctypes.c_float)
+        out.norms, out.logits, out.scores = (a.ctypes.data_as(fp) for a in (norms, logits, scores))
+        data = np.ascontiguousarray(images)
+        if lib.fn_model_forward_u8(model, n, data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                   ctypes.byref(out)) != 0:
+            raise RuntimeError("fn_model_forward_u8: " + lib.fn_last_error().decode())
+        names = [lib.fn_score_name(j).decode() for j in range(S)]
+        return norms, logits, {names[j]: scores[:, j] for j in range(S) if not np.isnan(scores[:, j]).any()}
+    finally:
+        lib.fn_model_free(model)
+
+
+def torch_outputs(arch, state, images, device):
+    model, blocks = build(arch)
+    model.load_state_dict(state, strict=False)
+    model = model.to(device).eval()
+    norms = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: norms.append(
+        torch.linalg.vector_norm(F.relu(o.float()), ord=2, dim=(2, 3)).mean(1))) for _, m in blocks]
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    with torch.no_grad():
+        x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(255).sub(mean).div(std)
+        logits = model(x).float()
+    for h in hooks:
+        h.remove()
+    table = torch.stack(norms, 1)
+    scores = {"msp": logits.softmax(1).amax(1), "maxlogit": logits.amax(1), "energy": logits.logsumexp(1)}
+    return table.cpu().numpy(), logits.cpu().numpy(), {k: v.cpu().numpy() for k, v in scores.items()}
+
+
+def normwise(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.linalg.norm(got - want) / (np.linalg.norm(want) + 1e-30))
+
+
+def check_numbers(exe, weights, device, n=32):
+    """Every precision against PyTorch fp32; returns the list of failures."""
+    lib = library(exe)
+    path, state, _ = weights["resnet50"]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+    t_norms, t_logits, t_scores = torch_outputs("resnet50", state, images, device)
+    failures = []
+    log(f"\nnumbers: resnet50 224, {n} random images, featurenorm vs PyTorch fp32 (TF32 off), normwise error")
+    for precision in (["fp32", "tf32", "fp16", "bf16"] if device == "cuda" else ["fp32"]):
+        tol = PARITY_TOL[precision]
+        try:
+            f_norms, f_logits, f_scores = featurenorm_outputs(lib, "resnet50", path, precision, images)
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"{precision}: {e}")
+            log(f"  {precision}: FAILED: {e}")
+            continue
+        errs = {"logits": normwise(f_logits, t_logits)}
+        for b in range(t_norms.shape[1]):
+            errs[f"norms[block {b}]"] = normwise(f_norms[:, b], t_norms[:, b])
+        for k, v in t_scores.items():
+            if k in f_scores:
+                errs[k] = normwise(f_scores[k], v)
+            else:
+                errs[k] = float("inf")
+        worst = max(errs, key=errs.get)
+        agree = float((f_logits.argmax(1) == t_logits.argmax(1)).mean())
+        ok = errs[worst] <= tol
+        log(f"  {precision}: worst {worst} {errs[worst]:.2e} (tol {tol:.0e}); logits {errs['logits']:.2e}; "
+            f"predictions agree {agree:.0%} {'ok' if ok else '<-- MISMATCH'}")
+        if not ok:
+            failures.append(f"{precision}: {worst} normwise error {errs[worst]:.3e} > {tol:.0e}")
+    return failures
+
+
+def score_end_to_end(exe, weights, out_dir, timeout):
+    """`featurenorm score --profile` on 512 JPEGs; returns images/s or None."""
+    from PIL import Image
+    folder = os.path.join(out_dir, "jpegs")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(512):
+        p = os.path.join(folder, f"{i:04d}.jpg")
+        if not os.path.exists(p):
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(p, quality=90)
+    cmd = [exe, "score", "--arch", "resnet50", "--weights", weights["resnet50"][0], "--backend", "cuda",
+           "--precision", "fp16", "--batch", "128", "--data", folder, "--out", os.path.join(out_dir, "score.csv"),
+           "--profile", "--quiet"]
+    log("\n$ " + " ".join(cmd))
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log(f"  timed out after {timeout} s")
+        return None
+    log("  " + r.stdout.strip().replace("\n", "\n  "))
+    m = re.search(r"\(([0-9.]+) img/s\)", r.stdout)
+    return float(m.group(1)) if r.returncode == 0 and m else None
+
+
+# ---------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -227,12 +398,14 @@ def main():
     ap.add_argument("--shared-data", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--only", default="", help="comma-separated architectures to run (default: all)")
     ap.add_argument("--timeout", type=int, default=150, help="seconds per featurenorm run")
+    ap.add_argument("--no-numbers", action="store_true", help="skip the comparison with PyTorch's numbers")
+    ap.add_argument("--no-score", action="store_true", help="skip `featurenorm score` from JPEGs")
     a = ap.parse_args()
     cuda = a.device == "cuda"
     if cuda and not torch.cuda.is_available():
         sys.exit("bench_gpu.py: torch sees no CUDA device (use --device cpu for a dry run)")
-    iters = a.iters if a.iters is not None else (20 if cuda else 1)
-    warmup = a.warmup if a.warmup is not None else (3 if cuda else 0)
+    iters = a.iters if a.iters is not None else (10 if cuda else 1)
+    warmup = a.warmup if a.warmup is not None else (2 if cuda else 0)
     os.makedirs(a.out, exist_ok=True)
     weights_dir = a.weights_dir or a.out
     os.makedirs(weights_dir, exist_ok=True)
@@ -243,7 +416,16 @@ def main():
     if a.only:
         keep = set(a.only.split(","))
         cases = [c for c in cases if c[0] in keep]
-    weights, rows = {}, []
+    weights, rows, failures = {}, [], []
+    if not a.no_numbers:
+        weights["resnet50"] = weights_for("resnet50", 224, a.device, weights_dir, a.shared_data)
+        try:
+            failures = check_numbers(a.featurenorm, weights, a.device)
+        except Exception as e:  # noqa: BLE001
+            failures = [f"the comparison itself failed: {type(e).__name__}: {e}"]
+            log("  " + failures[0])
+        if cuda:
+            torch.cuda.empty_cache()
     for arch, size, batch, precision in cases:
         if arch not in weights:
             weights[arch] = weights_for(arch, size, a.device, weights_dir, a.shared_data)
@@ -269,8 +451,20 @@ def main():
     for r in rows:
         log(f"| {r['arch']:<15} | {r['size']:>3}x{r['size']:<3} | {r['batch']:>5} | {r['precision']:<5} | "
             f"{fmt(r['featurenorm'], '11.1f'):>11} | {fmt(r['pytorch'], '9.1f'):>9} | {fmt(r['ratio'], '5.2f'):>5} |")
+    e2e = None
+    if cuda and not a.no_score:
+        if "resnet50" not in weights:
+            weights["resnet50"] = weights_for("resnet50", 224, a.device, weights_dir, a.shared_data)
+        e2e = score_end_to_end(a.featurenorm, weights, a.out, a.timeout)
+        log(f"score end to end (512 JPEGs, resnet50 fp16, batch 128): {fmt(e2e, '.1f')} images/s")
     with open(os.path.join(a.out, "bench_gpu.json"), "w") as f:
-        json.dump({"device": where, "torch": torch.__version__, "iters": iters, "rows": rows}, f, indent=1)
+        json.dump({"device": where, "torch": torch.__version__, "iters": iters, "rows": rows,
+                   "numbers_failures": failures, "score_images_per_s": e2e}, f, indent=1)
+    if failures:
+        log("\n!!!! NUMBERS DIFFER FROM PYTORCH'S:")
+        for f_ in failures:
+            log("!!!!   " + f_)
+        return 2
     return 0 if all(r["featurenorm"] and r["pytorch"] for r in rows) else 1
 
 

@@ -16,5 +16,8 @@ if [ ! -d "$FN_DATA/cifar10-jpeg" ]; then
     echo "run_main: no data at $FN_DATA (set FN_DATA, or run scripts/fetch_assets.sh --dest data)" >&2
     exit 1
 fi
-python3 scripts/reproduce scripts/experiments/cifar10_resnet20_shared.json \
+# Debian's Python: the one setup_debian.sh gave matplotlib (python3 on PATH may be another)
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+"$PY" scripts/reproduce scripts/experiments/cifar10_resnet20_shared.json \
     --out out/cifar10_resnet20_shared "$@"

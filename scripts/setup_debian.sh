@@ -6,9 +6,13 @@ set -euo pipefail
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 export DEBIAN_FRONTEND=noninteractive
+packages=(
+    build-essential cmake pkg-config ca-certificates
+    libopenblas-dev libstb-dev           # the CPU backend's GEMMs; image decoding
+    libopenmpi-dev openmpi-bin           # scale-out: mpirun -n N featurenorm ...
+    python3 python3-matplotlib           # scripts/reproduce and its plots (Debian's python3)
+    libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # --model FILE.onnx (reader generated at build)
+)
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends \
-    build-essential cmake pkg-config libopenblas-dev libstb-dev python3 ca-certificates \
-    libprotobuf-c-dev protobuf-c-compiler libonnx-dev > /dev/null
-echo "setup_debian: build-essential cmake pkg-config libopenblas-dev libstb-dev python3" \
-     "libprotobuf-c-dev protobuf-c-compiler libonnx-dev installed"
+$sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" > /dev/null
+echo "setup_debian: installed ${packages[*]}"

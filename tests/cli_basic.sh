@@ -81,8 +81,17 @@ expect 1 "--block layer9.9: no such block" -- "$fn" score "${common[@]}" --data 
 expect 0 "| FeatureNorm (selected block) |" -- "$fn" eval --id "$tmp/id.csv" --ood "Sub=$tmp/id.csv"
 expect 0 "| MSP |" -- "$fn" eval --id "$tmp/id.csv" --ood "A=$tmp/id.csv" --ood "B=$tmp/id.csv" --json "$tmp/m.json"
 grep -q '"auroc": 0.5' "$tmp/m.json" || fail "identical ID and OOD scores should give AUROC 0.5"
-expect 1 "column react_energy" -- "$fn" eval --id "$tmp/id.csv" --ood "X=$tmp/ood.csv" --score react_energy
+expect 1 'no column "react_energy"' -- "$fn" eval --id "$tmp/id.csv" --ood "X=$tmp/ood.csv" --score react_energy
 expect 2 "expected NAME=FILE" -- "$fn" eval --id "$tmp/id.csv" --ood "$tmp/ood.csv"
+# every block by pattern, in one call; names with quotes escaped in JSON
+expect 0 "| FeatureNorm (layer1.0) |" -- "$fn" eval --id "$tmp/id.csv" --ood "X=$tmp/ood.csv" --score 'fn.*'
+expect 0 "| FeatureNorm (layer3.2) |" -- "$fn" eval --id "$tmp/id.csv" --ood 'say "hi",x='"$tmp/ood.csv" \
+    --score 'fn.*' --json "$tmp/q.json" --csv "$tmp/q.csv"
+grep -q '"say \\"hi\\",x": ' "$tmp/q.json" || fail "a set name with quotes was not escaped in JSON"
+grep -q '^fn.layer1.0,"say ""hi"",x",' "$tmp/q.csv" || fail "a set name with a comma was not quoted in CSV"
+awk -F, 'NR == 2 { $5 = "oops" } { print }' OFS=, "$tmp/ood.csv" > "$tmp/bad.csv"
+expect 1 'bad.csv:2: column "fn.layer1.2" (field 5): "oops" is not a number' -- \
+    "$fn" eval --id "$tmp/id.csv" --ood "X=$tmp/bad.csv" --score 'fn.*'
 expect 1 "made for resnet20_cifar, but the model is resnet32_cifar" -- "$fn" score --arch resnet32_cifar \
     --weights "$src/tests/fixtures/models/resnet32_cifar/model.safetensors" --data "$tmp/data" \
     --out "$tmp/o.csv" --selection "$tmp/selection.json"

@@ -4,8 +4,10 @@
  *     H*W = 1, 5x5, 7x7, 56x56; N = 1, 3, 64), NCHW and NHWC, float, half and
  *     bfloat16 inputs, into one column of a wider matrix, aligned or not;
  *   preprocessing (cuda/preprocess.cu): bit-exact against net_input_table;
- *   logit scores (cuda/scores.cu) against logit_scores();
- *   the small ops of cuda/elementwise.cu against plain loops.
+ *   the small kernels (epilogue.cu, pool.cu, elementwise.cu, channels.cu)
+ *     against plain loops, with every activation (net_activate itself);
+ *   the activation on its own over [-12, 12] against net_activate.
+ * (tests/test_cuda_ops.c runs every op inside nets on both backends.)
  *
  * Inputs are chosen exactly representable in half and bfloat16, so every
  * dtype must match the double-precision CPU loop to float32 accuracy (1e-5
@@ -22,8 +24,6 @@
 #include <cuda_runtime_api.h>
 
 #include "../cuda/kernels.h"
-#include "../cuda/norms.h"
-#include "logit_scores.h"
 #include "net.h"
 
 #define CUDA_OK(call)                                                                 \
@@ -66,27 +66,27 @@ static float bf16_to_float(uint16_t b)
 }
 
 /* One value of dtype at p[i] as float. */
-static float value_at(const void *p, size_t i, fn_dtype t)
+static float value_at(const void *p, size_t i, cu_dtype t)
 {
-    if (t == FN_DT_F32)
+    if (t == CU_F32)
         return ((const float *)p)[i];
     uint16_t h = ((const uint16_t *)p)[i];
-    return t == FN_DT_F16 ? half_to_float(h) : bf16_to_float(h);
+    return t == CU_F16 ? half_to_float(h) : bf16_to_float(h);
 }
 
 /* Logical index (img, c, h, w) of an n x c x h x w tensor in its layout. */
-static size_t at(fn_shape s, size_t i, size_t c, size_t h, size_t w)
+static size_t at(cu_shape s, size_t i, size_t c, size_t h, size_t w)
 {
-    return s.layout == FN_NHWC ? ((i * s.h + h) * s.w + w) * s.c + c : ((i * s.c + c) * s.h + h) * s.w + w;
+    return s.layout == CU_NHWC ? ((i * s.h + h) * s.w + w) * s.c + c : ((i * s.c + c) * s.h + h) * s.w + w;
 }
 
-static size_t count_of(fn_shape s) { return (size_t)s.n * s.c * s.h * s.w; }
+static size_t count_of(cu_shape s) { return (size_t)s.n * s.c * s.h * s.w; }
 
 /* x: logical NCHW floats. Rounds them to the dtype in place (what the device
  * will hold) and returns a device copy in s's layout and dtype. */
-static void *upload(float *x, fn_shape s)
+static void *upload(float *x, cu_shape s)
 {
-    const size_t count = count_of(s), es = fn_dtype_size(s.dtype);
+    const size_t count = count_of(s), es = cu_dtype_size(s.dtype);
     char *host = malloc(count * es + 16);
     float *one = malloc(sizeof(float) * count);
     REQUIRE(host && one);
@@ -95,10 +95,10 @@ static void *upload(float *x, fn_shape s)
             for (size_t h = 0; h < (size_t)s.h; h++)
                 for (size_t w = 0; w < (size_t)s.w; w++)
                     one[at(s, i, c, h, w)] = x[((i * s.c + c) * s.h + h) * s.w + w];
-    if (s.dtype == FN_DT_F32)
+    if (s.dtype == CU_F32)
         memcpy(host, one, count * 4);
     else
-        fn_host_round_to_half(one, host, count, s.dtype);
+        cu_round_to_half(one, host, count, s.dtype);
     for (size_t i = 0; i < (size_t)s.n; i++)
         for (size_t c = 0; c < (size_t)s.c; c++)
             for (size_t h = 0; h < (size_t)s.h; h++)
@@ -113,13 +113,13 @@ static void *upload(float *x, fn_shape s)
 }
 
 /* The device tensor back as logical NCHW floats. */
-static float *download(const void *dev, fn_shape s)
+static float *download(const void *dev, cu_shape s)
 {
     const size_t count = count_of(s);
-    char *host = malloc(count * fn_dtype_size(s.dtype) + 1);
+    char *host = malloc(count * cu_dtype_size(s.dtype) + 1);
     float *x = malloc(sizeof(float) * count + 1);
     REQUIRE(host && x);
-    CUDA_OK(cudaMemcpy(host, dev, count * fn_dtype_size(s.dtype), cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(host, dev, count * cu_dtype_size(s.dtype), cudaMemcpyDeviceToHost));
     for (size_t i = 0; i < (size_t)s.n; i++)
         for (size_t c = 0; c < (size_t)s.c; c++)
             for (size_t h = 0; h < (size_t)s.h; h++)
@@ -130,16 +130,16 @@ static float *download(const void *dev, fn_shape s)
 }
 
 /* Relative tolerance of a value stored in dtype after float math. */
-static double stored_tol(fn_dtype t) { return t == FN_DT_F32 ? 2e-6 : t == FN_DT_F16 ? 1e-3 : 8e-3; }
+static double stored_tol(cu_dtype t) { return t == CU_F32 ? 2e-6 : t == CU_F16 ? 1e-3 : 8e-3; }
 
 /* ---- FeatureNorm ------------------------------------------------------------------ */
 
 static double worst_norm_err;
 
-static void check_norms(int n, int c, int hw_side_h, int hw_side_w, fn_dtype dt, fn_layout layout,
+static void check_norms(int n, int c, int hw_side_h, int hw_side_w, cu_dtype dt, cu_layout layout,
                         int misalign)
 {
-    fn_shape s = {n, c, hw_side_h, hw_side_w, dt, layout};
+    cu_shape s = {n, c, hw_side_h, hw_side_w, dt, layout};
     const size_t count = count_of(s), hw = (size_t)s.h * s.w;
     float *x = malloc(sizeof(float) * count);
     REQUIRE(x);
@@ -153,7 +153,7 @@ static void check_norms(int n, int c, int hw_side_h, int hw_side_w, fn_dtype dt,
     char *base = upload(x, s);
     void *dev_x = base;
     if (misalign) {
-        const size_t es = fn_dtype_size(dt);
+        const size_t es = cu_dtype_size(dt);
         char *moved;
         CUDA_OK(cudaMalloc((void **)&moved, count * es + 16));
         CUDA_OK(cudaMemcpy(moved + es, base, count * es, cudaMemcpyDeviceToDevice));
@@ -163,13 +163,13 @@ static void check_norms(int n, int c, int hw_side_h, int hw_side_w, fn_dtype dt,
     }
     const int ld = 5, col = 2;
     float *scratch, *norms;
-    CUDA_OK(cudaMalloc((void **)&scratch, sizeof(float) * (fn_norms_scratch_floats(s) + 1)));
+    CUDA_OK(cudaMalloc((void **)&scratch, sizeof(float) * (cu_norms_scratch_floats(s) + 1)));
     CUDA_OK(cudaMalloc((void **)&norms, sizeof(float) * (size_t)n * ld));
     float *host = malloc(sizeof(float) * (size_t)n * ld);
     for (int i = 0; i < n * ld; i++)
         host[i] = NAN;
     CUDA_OK(cudaMemcpy(norms, host, sizeof(float) * (size_t)n * ld, cudaMemcpyHostToDevice));
-    CUDA_OK(fn_launch_feature_norms(dev_x, s, scratch, norms, ld, col, 0));
+    CUDA_OK(cu_feature_norms(dev_x, s, scratch, norms, ld, col, 0));
     CUDA_OK(cudaDeviceSynchronize());
     CUDA_OK(cudaMemcpy(host, norms, sizeof(float) * (size_t)n * ld, cudaMemcpyDeviceToHost));
     for (int i = 0; i < n; i++) {
@@ -187,7 +187,7 @@ static void check_norms(int n, int c, int hw_side_h, int hw_side_w, fn_dtype dt,
         if (err > worst_norm_err)
             worst_norm_err = err;
         CHECK_MSG(test_close(got, want, 1e-5, 1e-7), "norms %s %s%s n=%d c=%d %dx%d image %d: %.9g, CPU %.9g",
-                  layout == FN_NHWC ? "NHWC" : "NCHW", dt_name[dt], misalign ? " misaligned" : "", n, c,
+                  layout == CU_NHWC ? "NHWC" : "NCHW", dt_name[dt], misalign ? " misaligned" : "", n, c,
                   s.h, s.w, i, got, want);
         for (int k = 0; k < ld; k++)
             if (k != col)
@@ -213,12 +213,12 @@ static void test_norms(void)
                     continue;
                 for (int dt = 0; dt < 3; dt++)
                     for (int lay = 0; lay < 2; lay++, runs++)
-                        check_norms(ns[ni], cs[ci], sides[si][0], sides[si][1], (fn_dtype)dt, (fn_layout)lay, 0);
+                        check_norms(ns[ni], cs[ci], sides[si][0], sides[si][1], (cu_dtype)dt, (cu_layout)lay, 0);
             }
     /* Unaligned pointers take the scalar path even when C or H*W would vectorise. */
     for (int dt = 0; dt < 3; dt++)
         for (int lay = 0; lay < 2; lay++, runs++)
-            check_norms(3, 64, 56, 56, (fn_dtype)dt, (fn_layout)lay, 1);
+            check_norms(3, 64, 56, 56, (cu_dtype)dt, (cu_layout)lay, 1);
     printf("  norms: %d shapes, max rel. error %.2e\n", runs, worst_norm_err);
 }
 
@@ -243,11 +243,11 @@ static void test_preprocess(void)
     CUDA_OK(cudaMemcpy(dev_bytes, bytes, pixels * 3, cudaMemcpyHostToDevice));
     for (int dt = 0; dt < 3; dt++)
         for (int lay = 0; lay < 2; lay++) {
-            fn_shape s = {n, 3, S, S, (fn_dtype)dt, (fn_layout)lay};
-            const size_t es = fn_dtype_size(s.dtype);
+            cu_shape s = {n, 3, S, S, (cu_dtype)dt, (cu_layout)lay};
+            const size_t es = cu_dtype_size(s.dtype);
             void *dev;
             CUDA_OK(cudaMalloc(&dev, pixels * 3 * es));
-            CUDA_OK(fn_launch_preprocess_u8(dev_bytes, dev, s, (const float(*)[256])table, 0));
+            CUDA_OK(cu_preprocess_u8(dev_bytes, dev, s, (const float(*)[256])table, 0));
             char *got = malloc(pixels * 3 * es);
             CUDA_OK(cudaMemcpy(got, dev, pixels * 3 * es, cudaMemcpyDeviceToHost));
             int bad = 0;
@@ -256,10 +256,10 @@ static void test_preprocess(void)
                     size_t i = q / (S * S), p = q % (S * S), h = p / S, w = p % S;
                     float want = table[c][bytes[q * 3 + c]];
                     unsigned char want_bits[4];
-                    if (dt == FN_DT_F32)
+                    if (dt == CU_F32)
                         memcpy(want_bits, &want, 4);
                     else
-                        fn_host_round_to_half(&want, want_bits, 1, s.dtype);
+                        cu_round_to_half(&want, want_bits, 1, s.dtype);
                     if (memcmp(got + at(s, i, c, h, w) * es, want_bits, es) != 0) {
                         fprintf(stderr, "preprocess %s %s: pixel %zu channel %d: %.9g, table %.9g\n",
                                 dt_name[dt], lay ? "NHWC" : "NCHW", q, c, value_at(got, at(s, i, c, h, w), s.dtype),
@@ -276,15 +276,15 @@ static void test_preprocess(void)
             float *dev_f;
             CUDA_OK(cudaMalloc((void **)&dev_f, sizeof(float) * pixels * 3));
             CUDA_OK(cudaMemcpy(dev_f, x, sizeof(float) * pixels * 3, cudaMemcpyHostToDevice));
-            CUDA_OK(fn_launch_convert_nchw_f32(dev_f, dev, s, 0));
+            CUDA_OK(cu_convert_nchw_f32(dev_f, dev, s, 0));
             CUDA_OK(cudaMemcpy(got, dev, pixels * 3 * es, cudaMemcpyDeviceToHost));
             for (size_t k = 0; k < pixels * 3; k++) {
                 size_t i = k / (3 * S * S), c = k / (S * S) % 3, h = k / S % S, w = k % S;
                 unsigned char want_bits[4];
-                if (dt == FN_DT_F32)
+                if (dt == CU_F32)
                     memcpy(want_bits, &x[k], 4);
                 else
-                    fn_host_round_to_half(&x[k], want_bits, 1, s.dtype);
+                    cu_round_to_half(&x[k], want_bits, 1, s.dtype);
                 if (memcmp(got + at(s, i, c, h, w) * es, want_bits, es) != 0) {
                     fprintf(stderr, "convert %s %s: element %zu differs\n", dt_name[dt], lay ? "NHWC" : "NCHW", k);
                     test_failures++;
@@ -300,66 +300,10 @@ static void test_preprocess(void)
     printf("  preprocess: bit-exact in 6 dtype/layout pairs\n");
 }
 
-/* ---- logit scores --------------------------------------------------------------------- */
-
-static void test_scores(void)
-{
-    static const int ks[] = {1, 10, 1000, 33};
-    for (int t = 0; t < 4; t++) {
-        const int n = 64, K = ks[t];
-        float *l = malloc(sizeof(float) * (size_t)n * K);
-        for (int i = 0; i < n * K; i++)
-            l[i] = uniform(-8, 12);
-        for (int k = 0; k < K; k++) /* row 1: all ties -> class 0 */
-            l[K + k] = 2.5f;
-        if (K > 5) /* row 2: a tie for the max at 3 and K-1 -> 3 */
-            l[2 * K + 3] = l[2 * K + K - 1] = 50.0f;
-        float *dev;
-        int *dpred;
-        float *dout;
-        CUDA_OK(cudaMalloc((void **)&dev, sizeof(float) * (size_t)n * K));
-        CUDA_OK(cudaMalloc((void **)&dpred, sizeof(int) * n));
-        CUDA_OK(cudaMalloc((void **)&dout, sizeof(float) * 3 * n));
-        CUDA_OK(cudaMemcpy(dev, l, sizeof(float) * (size_t)n * K, cudaMemcpyHostToDevice));
-        CUDA_OK(fn_launch_logit_scores(dev, n, K, dpred, dout, dout + n, dout + 2 * n, 0));
-        int pred[64], wpred[64];
-        float out[3 * 64], wmsp[64], wmax[64], wen[64];
-        CUDA_OK(cudaMemcpy(pred, dpred, sizeof pred, cudaMemcpyDeviceToHost));
-        CUDA_OK(cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost));
-        logit_scores(l, n, K, (size_t)K, 1, wpred, wmsp, wmax, wen);
-        for (int i = 0; i < n; i++) {
-            CHECK_MSG(pred[i] == wpred[i], "K=%d row %d: pred %d, CPU %d", K, i, pred[i], wpred[i]);
-            CHECK_MSG(out[n + i] == wmax[i], "K=%d row %d: maxlogit %g, CPU %g", K, i, out[n + i], wmax[i]);
-            CHECK_MSG(test_close(out[i], wmsp[i], 1e-6, 0), "K=%d row %d: msp %.9g, CPU %.9g", K, i, out[i], wmsp[i]);
-            CHECK_MSG(test_close(out[2 * n + i], wen[i], 1e-6, 1e-6), "K=%d row %d: energy %.9g, CPU %.9g", K, i,
-                      out[2 * n + i], wen[i]);
-        }
-        /* energy alone, as for ReAct */
-        CUDA_OK(cudaMemset(dout, 0, sizeof(float) * 3 * n));
-        CUDA_OK(fn_launch_logit_scores(dev, n, K, NULL, NULL, NULL, dout, 0));
-        CUDA_OK(cudaMemcpy(out, dout, sizeof(float) * n, cudaMemcpyDeviceToHost));
-        for (int i = 0; i < n; i++)
-            CHECK(test_close(out[i], wen[i], 1e-6, 1e-6));
-        free(l);
-        CUDA_OK(cudaFree(dev));
-        CUDA_OK(cudaFree(dpred));
-        CUDA_OK(cudaFree(dout));
-    }
-    printf("  scores: K = 1, 10, 33, 1000\n");
-}
-
 /* ---- elementwise ops -------------------------------------------------------------------- */
 
-static float act_ref(float v, int act)
-{
-    switch (act) {
-    case FN_ACT_RELU: return v > 0 ? v : 0;
-    case FN_ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
-    case FN_ACT_HARDSWISH: return v <= -3 ? 0 : v >= 3 ? v : v * (v + 3) / 6;
-    case FN_ACT_HARDSIGMOID: return v <= -3 ? 0 : v >= 3 ? 1 : v / 6 + 0.5f;
-    }
-    return v;
-}
+/* The CPU's own activation (net.h), slope 0.2 for ACT_LEAKY. */
+static float act_ref(float v, int act) { return net_activate(v, (net_act)act, 0.2f); }
 
 static float *random_values(size_t count, float lo, float hi)
 {
@@ -386,7 +330,7 @@ static void *device_zeros(size_t bytes)
 }
 
 /* got vs want, both logical NCHW, count values stored in dtype. */
-static void compare(const char *what, fn_dtype dt, fn_layout lay, const float *got, const float *want, size_t count)
+static void compare(const char *what, cu_dtype dt, cu_layout lay, const float *got, const float *want, size_t count)
 {
     const double tol = stored_tol(dt);
     for (size_t i = 0; i < count; i++)
@@ -398,26 +342,26 @@ static void compare(const char *what, fn_dtype dt, fn_layout lay, const float *g
         }
 }
 
-static void test_elementwise_one(fn_dtype dt, fn_layout lay)
+static void test_elementwise_one(cu_dtype dt, cu_layout lay)
 {
     const int N = 2, C = 5, H = 7, W = 6;
-    fn_shape s = {N, C, H, W, dt, lay};
+    cu_shape s = {N, C, H, W, dt, lay};
     const size_t count = count_of(s), hw = (size_t)H * W;
     float *bias = random_values(C, -1, 1), *shift = random_values(C, -1, 1), *scale = random_values(C, -2, 2);
     float *dbias = to_device(bias, sizeof(float) * C), *dshift = to_device(shift, sizeof(float) * C);
     float *dscale = to_device(scale, sizeof(float) * C);
 
     /* bias + residual + activation, in place; and affine */
-    for (int act = 0; act <= FN_ACT_HARDSIGMOID; act++)
+    for (int act = 0; act <= CU_ACT_LEAKY; act++)
         for (int with_res = 0; with_res < 2; with_res++) {
             float *y = random_values(count, -6, 6), *r = random_values(count, -2, 2);
             void *dy = upload(y, s), *dr = upload(r, s);
-            CUDA_OK(fn_launch_bias_act(dy, with_res ? dr : NULL, dbias, s, act, 0));
+            CUDA_OK(cu_bias_act(dy, with_res ? dr : NULL, dbias, s, act, 0.2f, 0));
             float *got = download(dy, s), *want = malloc(sizeof(float) * count);
             for (size_t i = 0; i < count; i++)
                 want[i] = act_ref(y[i] + bias[i / hw % C] + (with_res ? r[i] : 0.0f), act);
             compare(with_res ? "bias_act+res" : "bias_act", dt, lay, got, want, count);
-            CUDA_OK(fn_launch_affine(dr, dy, dscale, dshift, s, act, 0));
+            CUDA_OK(cu_affine(dr, dy, dscale, dshift, s, act, 0.2f, 0));
             free(got);
             got = download(dy, s);
             for (size_t i = 0; i < count; i++)
@@ -435,9 +379,9 @@ static void test_elementwise_one(fn_dtype dt, fn_layout lay)
     for (int pi = 0; pi < 2; pi++) {
         const int k = pools[pi][0], st = pools[pi][1], pad = pools[pi][2];
         const int OH = (H + 2 * pad - k) / st + 1, OW = (W + 2 * pad - k) / st + 1;
-        fn_shape o = {N, C, OH, OW, dt, lay};
-        void *dy = device_zeros(count_of(o) * fn_dtype_size(dt));
-        CUDA_OK(fn_launch_maxpool(dx, dy, s, OH, OW, k, st, pad, 0));
+        cu_shape o = {N, C, OH, OW, dt, lay};
+        void *dy = device_zeros(count_of(o) * cu_dtype_size(dt));
+        CUDA_OK(cu_maxpool(dx, dy, s, OH, OW, k, st, pad, 0));
         float *got = download(dy, o), *want = malloc(sizeof(float) * count_of(o));
         for (int pl = 0; pl < N * C; pl++)
             for (int oh = 0; oh < OH; oh++)
@@ -459,9 +403,9 @@ static void test_elementwise_one(fn_dtype dt, fn_layout lay)
     static const int avg[][2] = {{3, 3}, {1, 1}, {4, 5}, {9, 8}};
     for (int ai = 0; ai < 4; ai++) {
         const int OH = avg[ai][0], OW = avg[ai][1];
-        fn_shape o = {N, C, OH, OW, dt, lay};
-        void *dy = device_zeros(count_of(o) * fn_dtype_size(dt));
-        CUDA_OK(fn_launch_avgpool(dx, dy, s, OH, OW, 0));
+        cu_shape o = {N, C, OH, OW, dt, lay};
+        void *dy = device_zeros(count_of(o) * cu_dtype_size(dt));
+        CUDA_OK(cu_avgpool(dx, dy, s, OH, OW, 0));
         float *got = download(dy, o), *want = malloc(sizeof(float) * count_of(o));
         for (int pl = 0; pl < N * C; pl++)
             for (int oh = 0; oh < OH; oh++)
@@ -481,9 +425,9 @@ static void test_elementwise_one(fn_dtype dt, fn_layout lay)
     /* option-A shortcut, 5 -> 9 channels (2 zero channels each side), odd size */
     {
         const int CO = 9, OH = (H + 1) / 2, OW = (W + 1) / 2, pad = (CO - C) / 2;
-        fn_shape o = {N, CO, OH, OW, dt, lay};
-        void *dy = device_zeros(count_of(o) * fn_dtype_size(dt));
-        CUDA_OK(fn_launch_shortcut_a(dx, dy, s, CO, OH, OW, 0));
+        cu_shape o = {N, CO, OH, OW, dt, lay};
+        void *dy = device_zeros(count_of(o) * cu_dtype_size(dt));
+        CUDA_OK(cu_shortcut_a(dx, dy, s, CO, OH, OW, 0));
         float *got = download(dy, o), *want = malloc(sizeof(float) * count_of(o));
         for (int i = 0; i < N; i++)
             for (int c = 0; c < CO; c++)
@@ -499,10 +443,10 @@ static void test_elementwise_one(fn_dtype dt, fn_layout lay)
     }
     /* channel scale by an n x C x 1 x 1 tensor */
     {
-        fn_shape so = {N, C, 1, 1, dt, lay};
+        cu_shape so = {N, C, 1, 1, dt, lay};
         float *sc = random_values(count_of(so), -2, 2);
-        void *dsc = upload(sc, so), *dy = device_zeros(count * fn_dtype_size(dt));
-        CUDA_OK(fn_launch_scale_channels(dx, dsc, dy, s, 0));
+        void *dsc = upload(sc, so), *dy = device_zeros(count * cu_dtype_size(dt));
+        CUDA_OK(cu_scale(dx, dsc, dy, s, 1, 0));
         float *got = download(dy, s), *want = malloc(sizeof(float) * count);
         for (size_t i = 0; i < count; i++)
             want[i] = x[i] * sc[i / hw];
@@ -514,12 +458,12 @@ static void test_elementwise_one(fn_dtype dt, fn_layout lay)
     /* as float rows in PyTorch's flatten order; clip */
     {
         float *drows = device_zeros(sizeof(float) * count);
-        CUDA_OK(fn_launch_to_f32_rows(dx, s, drows, 0));
+        CUDA_OK(cu_to_f32_rows(dx, s, drows, 0));
         float *rows = malloc(sizeof(float) * count);
         CUDA_OK(cudaMemcpy(rows, drows, sizeof(float) * count, cudaMemcpyDeviceToHost));
-        compare("to_f32_rows", FN_DT_F32, lay, rows, x, count); /* x is logical NCHW = rows */
-        void *dy = device_zeros(count * fn_dtype_size(dt));
-        CUDA_OK(fn_launch_clip(dx, dy, count, dt, 1.25f, 0));
+        compare("to_f32_rows", CU_F32, lay, rows, x, count); /* x is logical NCHW = rows */
+        void *dy = device_zeros(count * cu_dtype_size(dt));
+        CUDA_OK(cu_clip(dx, dy, count, dt, 1.25f, 0));
         float *got = download(dy, s), *want = malloc(sizeof(float) * count);
         for (size_t i = 0; i < count; i++)
             want[i] = x[i] < 1.25f ? x[i] : 1.25f;
@@ -533,16 +477,16 @@ static void test_elementwise_one(fn_dtype dt, fn_layout lay)
         const int n = 3, K = 7;
         float *acc = random_values((size_t)n * K, -5, 5), *b = random_values(K, -1, 1);
         float *dacc = to_device(acc, sizeof(float) * n * K), *db = to_device(b, sizeof(float) * K);
-        void *dy = device_zeros((size_t)n * K * fn_dtype_size(dt));
+        void *dy = device_zeros((size_t)n * K * cu_dtype_size(dt));
         float *df = device_zeros(sizeof(float) * n * K);
-        CUDA_OK(fn_launch_linear_epilogue(dacc, db, n, K, FN_ACT_RELU, dy, dt, df, 0));
-        fn_shape o = {n, K, 1, 1, dt, lay};
+        CUDA_OK(cu_linear_epilogue(dacc, db, n, K, CU_ACT_RELU, 0, dy, dt, df, 0));
+        cu_shape o = {n, K, 1, 1, dt, lay};
         float *got = download(dy, o), *gotf = malloc(sizeof(float) * n * K), *want = malloc(sizeof(float) * n * K);
         CUDA_OK(cudaMemcpy(gotf, df, sizeof(float) * n * K, cudaMemcpyDeviceToHost));
         for (int i = 0; i < n * K; i++)
-            want[i] = act_ref(acc[i] + b[i % K], FN_ACT_RELU);
+            want[i] = act_ref(acc[i] + b[i % K], CU_ACT_RELU);
         compare("linear_epilogue", dt, lay, got, want, (size_t)n * K);
-        compare("linear_epilogue(f32)", FN_DT_F32, lay, gotf, want, (size_t)n * K);
+        compare("linear_epilogue(f32)", CU_F32, lay, gotf, want, (size_t)n * K);
         free(acc), free(b), free(got), free(gotf), free(want);
         CUDA_OK(cudaFree(dacc));
         CUDA_OK(cudaFree(db));
@@ -561,9 +505,39 @@ static void test_elementwise(void)
 {
     for (int dt = 0; dt < 3; dt++)
         for (int lay = 0; lay < 2; lay++)
-            test_elementwise_one((fn_dtype)dt, (fn_layout)lay);
+            test_elementwise_one((cu_dtype)dt, (cu_layout)lay);
     printf("  elementwise: bias_act, affine, maxpool, avgpool, shortcut_a, scale, to_f32_rows, clip, "
            "linear_epilogue\n");
+}
+/* ---- the activation itself -------------------------------------------------------------- */
+
+/* common.cuh's activate() against net_activate on 4001 values in [-12, 12]
+ * (every branch point -3, 0, 3, 6 among them), float storage: the same
+ * formulas, so only expf's last bit may differ. */
+static void test_activations(void)
+{
+    const int count = 4001;
+    float *x = malloc(sizeof(float) * count), *got = malloc(sizeof(float) * count);
+    for (int i = 0; i < count; i++)
+        x[i] = -12.0f + 24.0f * (float)i / (float)(count - 1);
+    cu_shape s = {1, count, 1, 1, CU_F32, CU_NCHW};
+    void *dx = to_device(x, sizeof(float) * count), *dy = device_zeros(sizeof(float) * count);
+    for (int act = 0; act <= CU_ACT_LEAKY; act++) {
+        CUDA_OK(cu_add_act(dx, NULL, dy, s, act, 0.2f, 0));
+        CUDA_OK(cudaMemcpy(got, dy, sizeof(float) * count, cudaMemcpyDeviceToHost));
+        for (int i = 0; i < count; i++) {
+            float want = net_activate(x[i], (net_act)act, 0.2f);
+            if (!test_close(got[i], want, 4e-7, 1e-30)) {
+                fprintf(stderr, "activation %d at %.9g: %.9g, net_activate %.9g\n", act, x[i], got[i], want);
+                test_failures++;
+                break;
+            }
+        }
+    }
+    free(x), free(got);
+    CUDA_OK(cudaFree(dx));
+    CUDA_OK(cudaFree(dy));
+    printf("  activations: all %d against net_activate\n", CU_ACT_LEAKY + 1);
 }
 #endif /* FN_WITH_CUDA */
 
@@ -573,8 +547,8 @@ int main(void)
 #ifdef FN_WITH_CUDA
     test_norms();
     test_preprocess();
-    test_scores();
     test_elementwise();
+    test_activations();
     CUDA_OK(cudaDeviceSynchronize());
     return test_finish("test_cuda_norms");
 #endif

@@ -216,8 +216,7 @@ static void scoring(void)
         CHECK(selected[r] == s->norms[r * 9 + 8] && scores[fn_score_find("fn_selected")] == norms[8]);
         free(px);
     }
-    REQUIRE_OK(fn_scores_write_csv(s, m, d, "scores.csv"));
-    REQUIRE_OK(fn_scores_write_npy(s, "norms.npy"));
+    REQUIRE_OK(fn_scores_write(s, m, d, "scores.csv", "norms.npy"));
     float *col;
     size_t n;
     REQUIRE_OK(fn_csv_read_column("scores.csv", "fn.layer3.2", &col, &n));

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int find_flag(const cli_flag *flags, int n, const char *name, size_t len)
 {
@@ -186,6 +187,13 @@ int cli_model_options(const cli_args *a, fn_model_options *o)
     o->precision = (fn_precision)precision;
     o->max_batch = (int)batch;
     o->threads = (int)threads;
+    if (cli_mpi.ranks > 1) { /* one GPU per node-local rank; CPU ranks share the cores */
+        int gpus = fn_cuda_device_count();
+        o->device = gpus > 0 ? cli_mpi.local_rank % gpus : 0;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (!threads && cores > 0)
+            o->threads = (int)(cores / cli_mpi.local_ranks > 0 ? cores / cli_mpi.local_ranks : 1);
+    }
     o->input_size = (int)size;
     o->stem_padding = (int)pad;
     if (cli_has(a, "mean") != cli_has(a, "std")) {
@@ -210,9 +218,14 @@ int cli_model_options(const cli_args *a, fn_model_options *o)
     return 0;
 }
 
+fn_mpi_info cli_mpi = {0, 1, 0, 1};
+
 int cli_error(fn_status s)
 {
-    fprintf(stderr, "featurenorm: %s\n", *fn_last_error() ? fn_last_error() : fn_status_name(s));
+    char who[32] = "";
+    if (cli_mpi.ranks > 1)
+        snprintf(who, sizeof who, "[rank %d of %d] ", cli_mpi.rank, cli_mpi.ranks);
+    fprintf(stderr, "featurenorm: %s%s\n", who, *fn_last_error() ? fn_last_error() : fn_status_name(s));
     return 1;
 }
 
@@ -264,5 +277,6 @@ int cli_run_options(const cli_args *a, fn_run_options *o)
     o->strict = cli_has(a, "strict");
     o->verbose = !cli_has(a, "quiet");
     o->profile = cli_has(a, "profile");
+    o->rank = cli_mpi.rank, o->ranks = cli_mpi.ranks;
     return 0;
 }

@@ -2,6 +2,8 @@
 #ifndef FN_CLI_H
 #define FN_CLI_H
 
+#include <stddef.h>
+
 #include "featurenorm.h"
 
 #define CLI_MAX_REPEAT 32
@@ -58,7 +60,12 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
     {"decode-threads", "N", "image decoding threads (default: --threads)", 0},            \
     {"strict", NULL, "stop at the first unreadable image instead of skipping it", 0},     \
     {"quiet", NULL, "no progress on stderr", 0},                                         \
-    {"profile", NULL, "at the end, seconds per stage (decode, forward, host) on stderr", 0}
+    {"profile", NULL, "at the end, seconds per stage (decode, forward, host) on stderr", 0}, \
+    {"resume", NULL, "continue an interrupted run from its checkpoint (OUT.ckpt)", 0},     \
+    {"checkpoint-every", "N", "save progress every N images (default 5000) or minute", 0}
+
+/* This process in its MPI job (rank 0 of 1 without one), set by main. */
+extern fn_mpi_info cli_mpi;
 
 int cli_model_options(const cli_args *a, fn_model_options *o);
 /* These print their errors and return an exit status: 0, 2 (bad flags) or 1. */
@@ -67,6 +74,14 @@ int cli_open_dataset(const cli_args *a, fn_dataset **d);
 int cli_run_options(const cli_args *a, fn_run_options *o);
 /* Prints "featurenorm: <message>" for the last error; returns 1. */
 int cli_error(fn_status s);
+/* Long runs (long_run.c): checks the outputs before any work, puts the
+ * checkpoint at <first output>.ckpt and makes SIGINT/SIGTERM stop the run
+ * cleanly; returns an exit status (0: go on). */
+int cli_prepare_run(const cli_args *a, fn_run_options *o, const char *const *outputs, int n,
+                    char *checkpoint, size_t len);
+/* The exit status of a run: 0, 1, or 128 + the signal that stopped it; says
+ * how many images were skipped, and removes the checkpoint after success. */
+int cli_finish_run(fn_status s, const fn_run_options *o, size_t skipped);
 
 int cmd_info(int argc, char **argv);
 int cmd_score(int argc, char **argv);

@@ -6,7 +6,7 @@
 
 static const cli_flag flags[] = {
     CLI_MODEL_FLAGS,
-    {"scores", NULL, "list the scores: CSV column, table title (scripts read this)", 0},
+    {"scores", NULL, "list the scores: CSV column, title, needs (logits/block/react); scripts read this", 0},
 };
 
 int cmd_info(int argc, char **argv)
@@ -21,7 +21,7 @@ int cmd_info(int argc, char **argv)
         return r > 0 ? 0 : 2;
     if (cli_has(&a, "scores")) {
         for (int i = 0; i < fn_score_count(); i++)
-            printf("%s\t%s\n", fn_score_name(i), fn_score_title(i));
+            printf("%s\t%s\t%s\n", fn_score_name(i), fn_score_title(i), fn_score_needs(i));
         return 0;
     }
     if (!cli_has(&a, "arch") && !cli_has(&a, "model")) {

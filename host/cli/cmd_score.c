@@ -41,9 +41,11 @@ int cmd_score(int argc, char **argv)
     fn_dataset *d = NULL;
     fn_selection *sel = NULL;
     fn_scores *sc = NULL;
-    int rc = 1;
     fn_status s;
-    if ((rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
+    char checkpoint[4096];
+    const char *outputs[2] = {out, npy};
+    int rc = cli_prepare_run(&a, &ro, outputs, 2, checkpoint, sizeof checkpoint);
+    if (rc || (rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
         goto done;
     rc = 1;
     if (cli_has(&a, "selection")) {
@@ -55,22 +57,20 @@ int cmd_score(int argc, char **argv)
         ro.react_clip = sel->react_clip;
     }
     if (cli_has(&a, "block") && (ro.block = fn_model_find_block(m, cli_get(&a, "block"))) < 0) {
-        fprintf(stderr, "featurenorm: --block %s: no such block (featurenorm info --arch %s lists them)\n",
-                cli_get(&a, "block"), cli_get(&a, "arch"));
+        fprintf(stderr, "featurenorm: --block %s: no such block (featurenorm info %s %s lists them)\n",
+                cli_get(&a, "block"), cli_has(&a, "model") ? "--model" : "--arch",
+                cli_has(&a, "model") ? cli_get(&a, "model") : cli_get(&a, "arch"));
         goto done;
     }
     if (cli_has(&a, "react-clip"))
         ro.react_clip = (float)clip;
-    if ((s = fn_score_dataset(m, d, &ro, &sc)) != FN_OK ||
-        (out && (s = fn_scores_write_csv(sc, m, d, out)) != FN_OK) ||
-        (npy && (s = fn_scores_write_npy(sc, npy)) != FN_OK)) {
-        cli_error(s);
+    if ((s = fn_score_dataset(m, d, &ro, &sc)) == FN_OK && ro.rank == 0) /* rank 0 has every row */
+        s = fn_scores_write(sc, m, d, out, npy);
+    if ((rc = cli_finish_run(s, &ro, sc ? sc->skipped : 0)))
         goto done;
-    }
-    if (ro.verbose)
+    if (ro.verbose && ro.rank == 0)
         fprintf(stderr, "featurenorm: scored %zu images%s%s%s%s\n", sc->n, out ? " -> " : "",
                 out ? out : "", npy ? " and " : "", npy ? npy : "");
-    rc = 0;
 done:
     fn_scores_free(sc);
     fn_selection_free(sel);

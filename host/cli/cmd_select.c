@@ -38,17 +38,15 @@ int cmd_select(int argc, char **argv)
     fn_model *m = NULL;
     fn_dataset *d = NULL;
     fn_selection *sel = NULL;
-    int rc = 1;
-    if ((rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
+    char checkpoint[4096];
+    int rc = cli_prepare_run(&a, &ro, &out, 1, checkpoint, sizeof checkpoint);
+    if (rc || (rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
         goto done;
-    rc = 1;
     fn_status s = fn_select_block(m, d, &ro, &sel);
-    if (s == FN_OK)
+    if (s == FN_OK && ro.rank == 0) /* every rank has the selection; rank 0 writes it */
         s = fn_selection_write_json(sel, m, cli_get(&a, "data"), out);
-    if (s != FN_OK) {
-        cli_error(s);
+    if ((rc = cli_finish_run(s, &ro, sel ? sel->skipped : 0)) || ro.rank != 0)
         goto done;
-    }
     printf("%-16s %-16s %10s %12s %12s\n", "block", "output", "NormRatio", "FN(ID)", "FN(Jigsaw)");
     for (int b = 0; b < sel->num_blocks; b++) {
         int c, h, w;
@@ -61,7 +59,6 @@ int cmd_select(int argc, char **argv)
     printf("\nselected %s over %zu images (seed %llu); ReAct clip (p%.0f) %.4g; wrote %s\n",
            sel->block_names[sel->selected], sel->images, (unsigned long long)sel->seed,
            sel->react_percentile, sel->react_clip, out);
-    rc = 0;
 done:
     fn_selection_free(sel);
     fn_dataset_free(d);

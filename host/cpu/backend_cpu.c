@@ -171,7 +171,7 @@ static void conv_direct(cpu_backend *cb, const net_op *op, const float *packed, 
 #pragma omp parallel for num_threads(cb->threads) schedule(static)
     for (int p0 = 0; p0 < planes; p0 += per)
         direct_pad_input(x, cb->padded, op, in, out, n, p0, p0 + per < planes ? p0 + per : planes);
-    const int slab = (rows + cb->threads * 8 - 1) / (cb->threads * 8);
+    const int slab = (rows + 15) / 16; /* a fixed split: results never depend on threads */
 #pragma omp parallel for num_threads(cb->threads) schedule(dynamic)
     for (int q0 = 0; q0 < rows; q0 += slab)
         direct_conv_rows(cb->padded, packed, op, in->c, out->c, in, out, n, res, y, q0,
@@ -400,11 +400,13 @@ static const float *as_matrix(cpu_backend *cb, int t, int n)
     return cb->work;
 }
 
-/* y (K x N) = act(W x + b) for x given as a D x N matrix; threads split the images. */
+/* y (K x N) = act(W x + b) for x given as a D x N matrix; threads split the
+ * images in chunks of a fixed size, so that an image's result does not depend
+ * on the thread count (GEMM edge columns take other kernels). */
 static void linear_matrix(cpu_backend *cb, const net_op *op, const float *x, float *y, int n)
 {
     const int K = cb->net->tensors[op->out].c, D = (int)net_tensor_elems(cb->net, op->in);
-    const int per = (n + cb->threads - 1) / cb->threads;
+    const int per = 16;
 #pragma omp parallel for num_threads(cb->threads) schedule(static)
     for (int i0 = 0; i0 < n; i0 += per) {
         int cols = i0 + per < n ? per : n - i0;

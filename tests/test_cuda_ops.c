@@ -1,0 +1,229 @@
+/* test_cuda_ops.c: every op of net.h on the CUDA backend against the CPU
+ * backend, as ggml's test-backend-ops does it: each op (and each activation in
+ * each epilogue) inside a tiny net built with the builder (nb_*), random
+ * weights (cuda_nets.h), the same float input on both backends; norms of the
+ * op's output (tapped), logits, features and ReAct logits compared.
+ *
+ *   conv 3x3 / 5x5 stride 2 / 1x1, grouped, depthwise, with and without a
+ *     residual, every activation (ReLU and identity also through cuDNN's
+ *     fused call when it is chosen); affine; max pool; adaptive average pool;
+ *     k x k average pool with and without count_include_pad; option-A
+ *     shortcut; scale by c x 1 x 1 (squeeze-excitation) and by a same-shaped
+ *     tensor; add (+ every activation); act (every activation, leaky slope
+ *     0.1); concat of three tensors; linear with an activation.
+ *
+ * Tolerances (cuda_nets.h): FP32 per element, relative 1e-4 with a floor of
+ * 1e-5 x the row's rms (norms: 1e-4 each, no floor); TF32 5e-3, FP16 1e-2,
+ * BF16 5e-2 normwise. Input 13 x 13 (odd: padding and strides bite), batch 5.
+ * Without CUDA in the build, or without a usable device: "SKIP: <why>", 77. */
+#include <stdint.h>
+
+#include "backend.h"
+#include "featurenorm.h"
+#include "test.h"
+
+#ifdef FN_WITH_CUDA
+#include "cuda_nets.h"
+
+#define SIZE 13
+#define BATCH 5
+
+static const char *prec_name[] = {"fp32", "tf32", "fp16", "bf16"};
+static const char *act_name[] = {"none", "relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "leaky"};
+
+/* The op under test, from the input tensor x (3 x 13 x 13); returns its output. */
+typedef int (*body_fn)(net_builder *nb, int x, int variant);
+
+/* ACT_LEAKY's slope on the op that made t (the builder leaves it 0). */
+static int slope(net_builder *nb, int t)
+{
+    if (t >= 0)
+        nb->net->ops[nb->net->n_ops - 1].alpha = 0.1f;
+    return t;
+}
+
+static int stem(net_builder *nb, int x) /* 8 channels to work on */
+{
+    return nb_conv(nb, x, "stem", NULL, 8, 3, 1, 1, 1, 1, ACT_NONE, -1);
+}
+
+static int body_conv(net_builder *nb, int x, int act)
+{
+    int s = stem(nb, x);
+    return slope(nb, nb_conv(nb, s, "conv", NULL, 16, 3, 1, 1, 1, 1, (net_act)act, -1));
+}
+
+static int body_conv_res(net_builder *nb, int x, int act)
+{
+    int s = stem(nb, x);
+    return slope(nb, nb_conv(nb, s, "conv", NULL, 8, 3, 1, 1, 1, 1, (net_act)act, s));
+}
+
+static int body_conv_shapes(net_builder *nb, int x, int v)
+{
+    int s = stem(nb, x);
+    switch (v) {
+    case 0: return nb_conv(nb, s, "c5s2", NULL, 12, 5, 2, 2, 1, 1, ACT_RELU, -1);
+    case 1: return nb_conv(nb, s, "c1", NULL, 24, 1, 1, 0, 1, 1, ACT_NONE, -1);
+    case 2: return nb_conv(nb, s, "grouped", NULL, 16, 3, 1, 1, 2, 1, ACT_RELU6, -1);
+    case 3: return nb_conv(nb, s, "dw", NULL, 8, 3, 1, 1, NB_DEPTHWISE, 1, ACT_HARDSWISH, -1);
+    default: return nb_conv(nb, s, "dw5s2", NULL, 16, 5, 2, 2, NB_DEPTHWISE, 1, ACT_RELU, -1); /* multiplier 2 */
+    }
+}
+
+static int body_affine(net_builder *nb, int x, int act)
+{
+    return slope(nb, nb_affine_bn(nb, stem(nb, x), "bn", (net_act)act));
+}
+
+static int body_pool(net_builder *nb, int x, int v)
+{
+    int s = stem(nb, x);
+    switch (v) {
+    case 0: return nb_maxpool(nb, s, 3, 2, 1);
+    case 1: return nb_maxpool(nb, s, 2, 2, 0);
+    case 2: return nb_avgpool(nb, s, 3, 2);   /* adaptive, overlapping bins */
+    case 3: return nb_avgpool(nb, s, 5, 5);
+    case 4: return nb_avgpool_k(nb, s, 3, 2, 1, 1);
+    case 5: return nb_avgpool_k(nb, s, 3, 2, 1, 0);
+    case 6: return nb_avgpool_k(nb, s, 2, 2, 0, 0);
+    default: return nb_avgpool_k(nb, s, 3, 1, 1, 0);
+    }
+}
+
+static int body_shortcut(net_builder *nb, int x, int v)
+{
+    return nb_shortcut_a(nb, stem(nb, x), 16);
+}
+
+static int body_scale(net_builder *nb, int x, int v)
+{
+    int s = stem(nb, x);
+    if (v == 0) { /* squeeze-excitation: c x 1 x 1 */
+        int g = nb_avgpool(nb, s, 1, 1);
+        int r = nb_conv(nb, g, "se.fc1", NULL, 4, 1, 1, 0, 1, 1, ACT_RELU, -1);
+        int e = nb_conv(nb, r, "se.fc2", NULL, 8, 1, 1, 0, 1, 1, ACT_HARDSIGMOID, -1);
+        return nb_scale(nb, s, e);
+    }
+    int gate = nb_act(nb, nb_conv(nb, s, "gate", NULL, 8, 1, 1, 0, 1, 1, ACT_NONE, -1), ACT_SIGMOID, 0);
+    return nb_scale(nb, s, gate); /* same shape: elementwise */
+}
+
+static int body_add(net_builder *nb, int x, int act)
+{
+    int s = stem(nb, x);
+    int t = nb_conv(nb, s, "branch", NULL, 8, 3, 1, 1, 1, 1, ACT_NONE, -1);
+    return slope(nb, nb_add(nb, s, t, (net_act)act));
+}
+
+static int body_act(net_builder *nb, int x, int act)
+{
+    return nb_act(nb, stem(nb, x), (net_act)act, 0.1f);
+}
+
+static int body_concat(net_builder *nb, int x, int v)
+{
+    int s = stem(nb, x);
+    int a = nb_conv(nb, s, "a", NULL, 3, 1, 1, 0, 1, 1, ACT_RELU, -1);
+    int b = nb_conv(nb, s, "b", NULL, 5, 3, 1, 1, 1, 1, ACT_SILU, -1);
+    int ins[3] = {a, s, b};
+    return nb_concat(nb, ins, 3);
+}
+
+static int body_linear(net_builder *nb, int x, int act)
+{
+    int s = stem(nb, x);
+    return slope(nb, nb_linear(nb, s, "hidden", 20, (net_act)act)); /* flattens 8 x 13 x 13 */
+}
+
+/* Builds input -> body -> tap -> [global pool] -> linear, runs it on both
+ * backends in every precision and compares. */
+static void run_case(const char *name, body_fn body, int variant)
+{
+    net nt;
+    memset(&nt, 0, sizeof nt);
+    snprintf(nt.arch, sizeof nt.arch, "test_%s", name);
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, sd[3] = {0.25f, 0.2f, 0.3f};
+    memcpy(nt.mean, mean, sizeof mean), memcpy(nt.std, sd, sizeof sd);
+    net_builder nb = {&nt, NULL, 1e-5f, FN_OK};
+    int x = nb_input(&nb, SIZE);
+    int y = body(&nb, x, variant);
+    nb_tap(&nb, y, "op");
+    if (y >= 0 && (nt.tensors[y].h > 1 || nt.tensors[y].w > 1) && strcmp(name, "pool") != 0)
+        y = nb_avgpool(&nb, y, 1, 1);
+    int logits = nb_linear(&nb, y, "fc", 10, ACT_NONE);
+    fn_status s = nb_finish(&nb, logits);
+    if (s != FN_OK) {
+        fprintf(stderr, "%s/%d: building the net failed: %s\n", name, variant, fn_last_error());
+        test_failures++;
+        net_free(&nt);
+        return;
+    }
+    nets_fill_weights(&nt, (uint64_t)(name[0] * 131 + variant));
+    const size_t per = (size_t)3 * SIZE * SIZE;
+    float *in = malloc(sizeof(float) * per * BATCH);
+    uint8_t *u8 = malloc(per * BATCH);
+    for (size_t i = 0; i < per * BATCH; i++)
+        in[i] = 2 * nets_uniform(), u8[i] = (uint8_t)(nets_uniform() * 127.5f + 128);
+    nets_out want, want8;
+    REQUIRE_OK(nets_forward(&nt, 0, FN_PRECISION_FP32, BATCH, BATCH, in, NULL, 0.5f, &want));
+    REQUIRE_OK(nets_forward(&nt, 0, FN_PRECISION_FP32, BATCH, BATCH, NULL, u8, 0.5f, &want8));
+    char line[512];
+    int o = snprintf(line, sizeof line, "  %-10s %d", name, variant);
+    for (int p = 0; p < 4; p++) {
+        char label[96];
+        snprintf(label, sizeof label, "%s/%d/%s", name, variant, prec_name[p]);
+        nets_out got, got8;
+        memset(&got, 0, sizeof got), memset(&got8, 0, sizeof got8);
+        /* max_batch above the batch: the descriptors change size once */
+        backend_config cfg = {BATCH + 2, 0, (fn_precision)p, 0};
+        backend *be = NULL;
+        s = cuda_backend_create(&nt, &cfg, &be);
+        if (s == FN_OK)
+            s = nets_run(be, &nt, BATCH, in, NULL, 0.5f, &got);
+        if (s == FN_OK)
+            s = nets_run(be, &nt, BATCH, NULL, u8, 0.5f, &got8);
+        if (be)
+            be->destroy(be);
+        if (s != FN_OK) {
+            fprintf(stderr, "%s: CUDA failed: %s: %s\n", label, fn_status_name(s), fn_last_error());
+            test_failures++;
+            continue;
+        }
+        double e = fmax(nets_compare(label, (fn_precision)p, &got, &want, 1),
+                        nets_compare(label, (fn_precision)p, &got8, &want8, 1));
+        o += snprintf(line + o, sizeof line - (size_t)o, "  %s %.1e", prec_name[p], e);
+        nets_out_free(&got), nets_out_free(&got8);
+    }
+    printf("%s\n", line);
+    nets_out_free(&want), nets_out_free(&want8);
+    free(in), free(u8);
+    net_free(&nt);
+}
+#endif
+
+int main(void)
+{
+    SKIP_WITHOUT_CUDA();
+#ifdef FN_WITH_CUDA
+    printf("per case: worst FP32 error as a fraction of its tolerance, else the normwise error\n");
+    for (int a = 0; a <= ACT_LEAKY; a++) {
+        printf("activation %s:\n", act_name[a]);
+        run_case("conv", body_conv, a);
+        run_case("conv_res", body_conv_res, a);
+        run_case("affine", body_affine, a);
+        run_case("add", body_add, a);
+        run_case("act", body_act, a);
+        run_case("linear", body_linear, a);
+    }
+    for (int v = 0; v < 5; v++)
+        run_case("conv_shape", body_conv_shapes, v);
+    for (int v = 0; v < 8; v++)
+        run_case("pool", body_pool, v);
+    run_case("shortcut", body_shortcut, 0);
+    run_case("scale", body_scale, 0);
+    run_case("scale", body_scale, 1);
+    run_case("concat", body_concat, 0);
+    return test_finish("test_cuda_ops");
+#endif
+}
