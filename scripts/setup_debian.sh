@@ -8,5 +8,5 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends \
-    build-essential cmake pkg-config libopenblas-dev libstb-dev python3 ca-certificates > /dev/null
-echo "setup_debian: build-essential cmake pkg-config libopenblas-dev libstb-dev python3 installed"
+    build-essential cmake pkg-config libdnnl-dev libstb-dev python3 ca-certificates > /dev/null
+echo "setup_debian: build-essential cmake pkg-config libdnnl-dev libstb-dev python3 installed"
