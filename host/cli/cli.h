@@ -39,7 +39,7 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
     {"arch", "A", "architecture (featurenorm info lists them)", 0},                        \
     {"weights", "W", "weights, .safetensors (scripts/convert_weights.py makes them)", 0}, \
     {"backend", "B", "auto | cpu | cuda (default auto)", 0},                              \
-    {"precision", "P", "fp32 | tf32 | fp16 | bf16 (default fp32; CUDA only but fp32)", 0},\
+    {"precision", "P", "fp32 | tf32 | fp16 | bf16 (default fp32; the CPU: fp32 or bf16)", 0},\
     {"batch", "N", "images per forward pass (default: 256 at <= 64 px, else 64)", 0},      \
     {"threads", "N", "CPU threads for compute and decoding (default: all cores)", 0},      \
     {"input-size", "S", "square input side (default: the architecture's)", 0},            \
