@@ -21,7 +21,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEBS_DIR=$ROOT/carry/debs
-DEB_PACKAGES="libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libstb0 libstb-dev pkgconf-bin libpkgconf3"
+DEB_PACKAGES="libdnnl2 libdnnl-dev ocl-icd-libopencl1 libstb0 libstb-dev pkgconf-bin libpkgconf3"
 
 if [ "${1:-}" = "--fetch-debs" ]; then
     mkdir -p "$DEBS_DIR" && cd "$DEBS_DIR" && apt-get download $DEB_PACKAGES && ls -la "$DEBS_DIR"
@@ -49,7 +49,7 @@ timeout 30 nvidia-smi || fail nvidia-smi
 nvcc --version 2>/dev/null | tail -2 || echo "nvcc not on PATH"
 echo "cores: $(nproc)"
 
-# ---- dependencies: cuDNN (system or PyTorch's wheel), OpenBLAS, stb, pkg-config
+# ---- dependencies: cuDNN (system or PyTorch's wheel), oneDNN, stb, pkg-config
 step "dependencies"
 PY=${PYTHON:-python3}
 CMAKE_EXTRA=()
@@ -71,23 +71,22 @@ fi
 echo "cuDNN headers: ${CUDNN_INC:-not found}"
 grep -hE "define CUDNN_(MAJOR|MINOR|PATCHLEVEL) " "$CUDNN_INC/cudnn_version.h" 2>/dev/null | tr '\n' ' '; echo
 
-if ! pkg-config --exists openblas stb 2>/dev/null; then
-    echo "pkg-config does not find openblas and stb here"
+if ! pkg-config --exists stb 2>/dev/null || [ ! -f /usr/include/oneapi/dnnl/dnnl.h ]; then
+    echo "stb (pkg-config) or oneDNN (libdnnl-dev) is missing here"
     if ls "$DEBS_DIR"/*.deb > /dev/null 2>&1; then
         DEPS=/tmp/fn-deps
         rm -rf "$DEPS" && mkdir -p "$DEPS/pc"
         for f in "$DEBS_DIR"/*.deb; do dpkg -x "$f" "$DEPS"; done  # privately, never into /
-        blas_so=$(find "$DEPS" -name 'libopenblas.so' | head -1)
-        cblas_h=$(find "$DEPS" -name cblas.h | head -1)
+        dnnl_so=$(find "$DEPS" -name 'libdnnl.so' | head -1)
+        dnnl_h=$(find "$DEPS" -path '*oneapi/dnnl/dnnl.h' | head -1)
+        opencl=$(find "$DEPS" -name 'libOpenCL.so.1*' | head -1)
         stb_h=$(find "$DEPS" -name stb_image.h | head -1)
         stb_so=$(find "$DEPS" -name 'libstb.so' | head -1)
-        gfortran=$(find "$DEPS" -name 'libgfortran.so.5*' | head -1)
-        printf 'Name: openblas\nDescription: carried\nVersion: 0\nLibs: -L%s -lopenblas\nCflags: -I%s\n' \
-            "$(dirname "$blas_so")" "$(dirname "$cblas_h")" > "$DEPS/pc/openblas.pc"
+        CMAKE_EXTRA+=("-DDNNL_INCLUDE_DIR=${dnnl_h%/oneapi/dnnl/dnnl.h}" "-DDNNL_LIBRARY=$dnnl_so")
         printf 'Name: stb\nDescription: carried\nVersion: 0\nLibs: -L%s -lstb\nCflags: -I%s\n' \
             "$(dirname "$stb_so")" "$(dirname "$stb_h")" > "$DEPS/pc/stb.pc"
         export PKG_CONFIG_PATH="$DEPS/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-        export LD_LIBRARY_PATH="$(dirname "$blas_so"):$(dirname "$stb_so"):$(dirname "${gfortran:-$blas_so}"):$(find "$DEPS" -name 'libpkgconf.so*' -printf '%h\n' | head -1)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export LD_LIBRARY_PATH="$(dirname "$dnnl_so"):$(dirname "$stb_so"):$(dirname "${opencl:-$dnnl_so}"):$(find "$DEPS" -name 'libpkgconf.so*' -printf '%h\n' | head -1)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         if ! command -v pkg-config > /dev/null; then
             PKGCONF=$(find "$DEPS" -path '*bin/pkgconf' | head -1)
             [ -n "$PKGCONF" ] && CMAKE_EXTRA+=("-DPKG_CONFIG_EXECUTABLE=$PKGCONF")

@@ -15,17 +15,18 @@
 #define RUN 256
 #define MAX_BLOCK 16
 
-/* One image, one channel block of a blocked layout (or one channel of nchw). */
-static void block_sums(const layout *l, const void *data, int n, int cb, int c, int h, int w, double *sums)
+/* One image, one channel block of a blocked layout (or one channel of nchw).
+ * B is a constant in each instance below, so the lane loop is one vector op. */
+static inline void block_sums_b(const layout *l, const void *data, int n, int cb, int c, int h,
+                                int w, double *sums, const int B)
 {
-    const int B = l->block, lanes = c - cb * B < B ? c - cb * B : B;
+    const int lanes = c - cb * B < B ? c - cb * B : B;
     double ss[MAX_BLOCK] = {0};
     float run[MAX_BLOCK] = {0};
     int count = 0;
     for (int y = 0; y < h; y++) {
-        size_t row = layout_at(l, n, cb * B, y, 0);
-        for (int x = 0; x < w; x++) {
-            size_t at = row + (size_t)x * l->sw;
+        size_t at = layout_at(l, n, cb * B, y, 0);
+        for (int x = 0; x < w; x++, at += l->sw) {
             if (l->bf16) {
                 const uint16_t *p = (const uint16_t *)data + at;
                 for (int j = 0; j < B; j++) {
@@ -49,6 +50,16 @@ static void block_sums(const layout *l, const void *data, int n, int cb, int c, 
     }
     for (int j = 0; j < lanes; j++)
         sums[j] = sqrt(ss[j] + run[j]);
+}
+
+static void block_sums(const layout *l, const void *data, int n, int cb, int c, int h, int w, double *sums)
+{
+    switch (l->block) {
+    case 16: block_sums_b(l, data, n, cb, c, h, w, sums, 16); break;
+    case 8: block_sums_b(l, data, n, cb, c, h, w, sums, 8); break;
+    case 1: block_sums_b(l, data, n, cb, c, h, w, sums, 1); break;
+    default: block_sums_b(l, data, n, cb, c, h, w, sums, l->block); break;
+    }
 }
 
 /* nhwc: a position holds all channels; one channel at a time, strided. */
