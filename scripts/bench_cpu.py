@@ -37,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATA = os.environ.get("FN_DATA", os.path.join(ROOT, "..", "shared", "data"))
 sys.path.insert(0, HERE)
+MAX_SECONDS = 30  # per timed worker, after its first batch
 
 
 # ---- workers: one measurement each, printed as JSON -------------------------
@@ -61,6 +62,18 @@ def scores(logits):
     return logits.argmax(1), logits.softmax(1).amax(1), logits.amax(1), torch.logsumexp(logits, 1)
 
 
+def timed(a, step):
+    """images/s over a.iters batches after the warm-up, or fewer when a side is
+    so slow (bf16 emulated without AVX512-BF16) that they would pass MAX_SECONDS."""
+    for _ in range(a.warmup):
+        step()
+    t, done = time.perf_counter(), 0
+    while done < a.iters and (done == 0 or time.perf_counter() - t < MAX_SECONDS):
+        step()
+        done += 1
+    return a.batch * done / (time.perf_counter() - t)
+
+
 def worker_torch(a, bf16):
     import contextlib
     import torch
@@ -81,12 +94,7 @@ def worker_torch(a, bf16):
         torch.stack(norms, 1)
         norms.clear()
     with torch.no_grad():
-        for _ in range(a.warmup):
-            step()
-        t = time.perf_counter()
-        for _ in range(a.iters):
-            step()
-        return a.batch * a.iters / (time.perf_counter() - t)
+        return timed(a, step)
 
 
 def worker_ort(a):
@@ -107,12 +115,7 @@ def worker_ort(a):
         x = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std)
         logits, norms = s.run(None, {"x": np.ascontiguousarray(x)})
         logits.argmax(1), norms.shape
-    for _ in range(a.warmup):
-        step()
-    t = time.perf_counter()
-    for _ in range(a.iters):
-        step()
-    return a.batch * a.iters / (time.perf_counter() - t)
+    return timed(a, step)
 
 
 def worker_torch_score(a):

@@ -92,17 +92,17 @@ fn_status plan_bind(cpu_ctx *ctx, plan *p)
         dnnl_status_t s = x->mem ? dnnl_memory_set_data_handle(x->mem, ctx->arena + x->offset)
                                  : dnnl_memory_create(&x->mem, &x->md, ctx->engine, ctx->arena + x->offset);
         if (s != dnnl_success)
-            return dnnl_fail(s, "memory", "an activation");
+            return cpu_dnnl_fail(s, "memory", "an activation");
     }
     for (int i = 0; i < p->n_scratch; i++) {
         dnnl_status_t s = dnnl_memory_set_data_handle(p->scratch_mems[i], ctx->scratch);
         if (s != dnnl_success)
-            return dnnl_fail(s, "memory", "the scratchpad");
+            return cpu_dnnl_fail(s, "memory", "the scratchpad");
     }
     if (p->react_scratch_mem) {
         dnnl_status_t s = dnnl_memory_set_data_handle(p->react_scratch_mem, ctx->scratch);
         if (s != dnnl_success)
-            return dnnl_fail(s, "memory", "the scratchpad");
+            return cpu_dnnl_fail(s, "memory", "the scratchpad");
     }
     return FN_OK;
 }

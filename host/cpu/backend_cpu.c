@@ -115,18 +115,18 @@ static fn_status run_step(cpu_backend *cb, plan *p, const step *s, float *norms)
                                         s->args[a].tensor >= 0 ? p->t[s->args[a].tensor].mem : s->args[a].mem};
         dnnl_status_t st = dnnl_primitive_execute(s->prim, c->stream, s->n_args, args);
         if (st != dnnl_success)
-            return dnnl_fail(st, s->what, s->op->name);
+            return cpu_dnnl_fail(st, s->what, s->op->name);
         return FN_OK;
     }
     case STEP_SHORTCUT_A:
-        shortcut_a(&p->t[s->in], &p->t[s->out], nt, s->op, c->arena, p->n, c->threads);
+        cpu_shortcut_a(&p->t[s->in], &p->t[s->out], nt, s->op, c->arena, p->n, c->threads);
         return FN_OK;
     case STEP_ADAPTIVE:
-        adaptive_avgpool(&p->t[s->in], &p->t[s->out], nt, s->op, c->arena, p->n, c->threads);
+        cpu_adaptive_avgpool(&p->t[s->in], &p->t[s->out], nt, s->op, c->arena, p->n, c->threads);
         return FN_OK;
     case STEP_NORMS: {
         const net_tensor *t = &nt->tensors[s->op->out];
-        fn_status f = feature_norms(&p->t[s->in], c->arena + p->t[s->in].offset, p->n, t->c, t->h,
+        fn_status f = cpu_feature_norms(&p->t[s->in], c->arena + p->t[s->in].offset, p->n, t->c, t->h,
                                     t->w, cb->sums, norms + s->op->tap, (size_t)nt->n_blocks, c->threads);
         return f ? fn_fail(f, "FeatureNorm of %s: unexpected layout", s->op->name) : FN_OK;
     }
@@ -138,7 +138,7 @@ static fn_status execute(dnnl_primitive_t prim, dnnl_stream_t stream, int nargs,
                          const dnnl_exec_arg_t *args, const char *what)
 {
     dnnl_status_t s = dnnl_primitive_execute(prim, stream, nargs, args);
-    return s == dnnl_success ? FN_OK : dnnl_fail(s, what, "the last linear layer");
+    return s == dnnl_success ? FN_OK : cpu_dnnl_fail(s, what, "the last linear layer");
 }
 
 static fn_status cpu_submit(backend *self, int slot, const backend_request *rq)
@@ -151,7 +151,7 @@ static fn_status cpu_submit(backend *self, int slot, const backend_request *rq)
     plan *p;
     omp_set_num_threads(c->threads); /* oneDNN's threads are this thread's OpenMP team */
     FN_TRY(plan_for(cb, n, &p));
-    load_input(&p->t[nt->input], c->arena, n, nt->input_size, rq->x, sl->input, cb->input_table,
+    cpu_load_input(&p->t[nt->input], c->arena, n, nt->input_size, rq->x, sl->input, cb->input_table,
                c->threads);
     for (int i = 0; i < p->n_steps; i++)
         FN_TRY(run_step(cb, p, &p->steps[i], sl->norms));
@@ -282,7 +282,7 @@ fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend *
         s = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
     if (s != dnnl_success) {
         cpu_destroy(&cb->base);
-        return dnnl_fail(s, "engine", "the CPU backend");
+        return cpu_dnnl_fail(s, "engine", "the CPU backend");
     }
     omp_set_num_threads(c->threads);
     plan *p;

@@ -16,7 +16,7 @@
 #include "layout.h"
 #include "plan.h"
 
-fn_status dnnl_fail(dnnl_status_t s, const char *what, const char *op)
+fn_status cpu_dnnl_fail(dnnl_status_t s, const char *what, const char *op)
 {
     if (s == dnnl_out_of_memory)
         return fn_fail(FN_ERR_NO_MEMORY, "oneDNN %s for %s: out of memory", what, op);
@@ -30,7 +30,7 @@ fn_status dnnl_fail(dnnl_status_t s, const char *what, const char *op)
     do {                                               \
         dnnl_status_t dn_s_ = (call);                  \
         if (dn_s_ != dnnl_success)                     \
-            return dnnl_fail(dn_s_, what, name);       \
+            return cpu_dnnl_fail(dn_s_, what, name);       \
     } while (0)
 
 /* ---- plan bookkeeping -------------------------------------------------- */
@@ -273,7 +273,7 @@ static fn_status weights_for(cpu_ctx *ctx, plan *p, int i, const dnnl_memory_des
     dnnl_memory_destroy(src);
     if (s != dnnl_success) {
         dnnl_memory_destroy(dst);
-        return dnnl_fail(s, "weights reorder", name);
+        return cpu_dnnl_fail(s, "weights reorder", name);
     }
     *target = *out = dst;
     if (target == &local)
@@ -639,11 +639,11 @@ static fn_status outputs(cpu_ctx *ctx, plan *p)
                                dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &ctx->react_w,
                                &p->react_w);
     if (!fs && (st = dnnl_primitive_create(&p->react_ip, pd)) != dnnl_success)
-        fs = dnnl_fail(st, "ReAct inner product", name);
+        fs = cpu_dnnl_fail(st, "ReAct inner product", name);
     p->react_scratch = sp ? dnnl_memory_desc_get_size(sp) : 0;
     if (!fs && p->react_scratch &&
         (st = dnnl_memory_create(&p->react_scratch_mem, sp, ctx->engine, DNNL_MEMORY_NONE)) != dnnl_success)
-        fs = dnnl_fail(st, "ReAct scratchpad", name);
+        fs = cpu_dnnl_fail(st, "ReAct scratchpad", name);
     dnnl_primitive_desc_destroy(pd);
     FN_TRY(fs);
     if (p->react_scratch > p->scratch_bytes)

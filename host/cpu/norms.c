@@ -79,7 +79,7 @@ static void channel_sums(const layout *l, const void *data, int n, int ch, int h
     *sum = sqrt(ss + run);
 }
 
-fn_status feature_norms(const ptensor *t, const void *data, int n, int c, int h, int w, double *sums,
+fn_status cpu_feature_norms(const ptensor *t, const void *data, int n, int c, int h, int w, double *sums,
                         float *norms, size_t stride, int threads)
 {
     layout l;

@@ -10,7 +10,7 @@
 #include "layout.h"
 #include "plan.h"
 
-void load_input(const ptensor *t, unsigned char *arena, int n, int size, const float *x,
+void cpu_load_input(const ptensor *t, unsigned char *arena, int n, int size, const float *x,
                 const uint8_t *x_u8, const float table[3][256], int threads)
 {
     layout l;
@@ -35,7 +35,7 @@ void load_input(const ptensor *t, unsigned char *arena, int n, int size, const f
 }
 
 /* out[c] = in[c - (out.c - in.c)/2, ::2, ::2], zero elsewhere. */
-void shortcut_a(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
+void cpu_shortcut_a(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
                 unsigned char *arena, int n, int threads)
 {
     const net_tensor *ti = &nt->tensors[op->in], *to = &nt->tensors[op->out];
@@ -56,7 +56,7 @@ void shortcut_a(const ptensor *in, const ptensor *out, const net *nt, const net_
 }
 
 /* PyTorch's adaptive pooling bins: [floor(i*H/O), ceil((i+1)*H/O)). */
-void adaptive_avgpool(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
+void cpu_adaptive_avgpool(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
                       unsigned char *arena, int n, int threads)
 {
     const net_tensor *ti = &nt->tensors[op->in], *to = &nt->tensors[op->out];

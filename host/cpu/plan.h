@@ -97,19 +97,19 @@ void arena_release(unsigned char *buf, size_t bytes);
 
 /* norms.c: FeatureNorm of every image of a tensor in any layout of layout.h:
  * norms[i * stride] = mean over channels of ||relu(x[i, c])||_2. */
-fn_status feature_norms(const ptensor *t, const void *data, int n, int c, int h, int w,
+fn_status cpu_feature_norms(const ptensor *t, const void *data, int n, int c, int h, int w,
                         double *sums, float *norms, size_t stride, int threads);
 
 /* plain_ops.c: the loops oneDNN has no primitive for. */
-void shortcut_a(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
+void cpu_shortcut_a(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
                 unsigned char *arena, int n, int threads);
-void adaptive_avgpool(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
+void cpu_adaptive_avgpool(const ptensor *in, const ptensor *out, const net *nt, const net_op *op,
                       unsigned char *arena, int n, int threads);
 /* n images into the input tensor: float NCHW, or uint8 NHWC through the table. */
-void load_input(const ptensor *t, unsigned char *arena, int n, int size, const float *x,
+void cpu_load_input(const ptensor *t, unsigned char *arena, int n, int size, const float *x,
                 const uint8_t *x_u8, const float table[3][256], int threads);
 
 /* dnnl status -> fn_status with a message naming what failed. */
-fn_status dnnl_fail(dnnl_status_t s, const char *what, const char *op);
+fn_status cpu_dnnl_fail(dnnl_status_t s, const char *what, const char *op);
 
 #endif
