@@ -8,7 +8,7 @@
 #                                   PyTorch, images/s). About 5 minutes.
 #   scripts/gpu_check.sh --fetch-debs
 #                                   run on a machine WITH apt and network: puts the
-#                                   build's Debian/Ubuntu dependencies (OpenBLAS, stb,
+#                                   build's Debian/Ubuntu dependencies (oneDNN, stb,
 #                                   pkgconf) in carry/debs/ for a GPU machine that
 #                                   lacks them; the check unpacks them privately.
 #
