@@ -49,10 +49,13 @@ static fn_status create_backend(fn_model *m, fn_backend want)
                 return s;
             snprintf(why, sizeof why, "%s", fn_last_error());
         }
+        /* the CPU computes fp32 and bf16; tf32 and fp16 are GPU precisions */
+        int keep = m->precision == FN_PRECISION_BF16;
         if (m->verbose)
             fprintf(stderr, "featurenorm: no usable CUDA device (%s); using the CPU backend%s\n", why,
-                    m->precision != FN_PRECISION_FP32 ? " in fp32" : "");
-        cfg.precision = m->precision = FN_PRECISION_FP32;
+                    m->precision != FN_PRECISION_FP32 && !keep ? " in fp32" : "");
+        if (!keep)
+            cfg.precision = m->precision = FN_PRECISION_FP32;
     }
     return cpu_backend_create(&m->net, &cfg, &m->be);
 }
@@ -76,8 +79,9 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     for (int c = 0; c < 3 && o->std[0] != 0; c++)
         if (!(o->std[c] > 0) || !isfinite(o->mean[c]))
             return fn_fail(FN_ERR_INVALID_ARG, "normalisation std must be positive and mean finite");
-    if (o->backend == FN_BACKEND_CPU && o->precision != FN_PRECISION_FP32)
-        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 only (asked for %s)",
+    if (o->backend == FN_BACKEND_CPU && o->precision != FN_PRECISION_FP32 &&
+        o->precision != FN_PRECISION_BF16)
+        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 or bf16 (asked for %s)",
                        fn_precision_name(o->precision));
 
     fn_model *m = fn_calloc(1, sizeof *m);

@@ -1,7 +1,7 @@
 /* featurenorm.h: out-of-distribution detection with block-selected FeatureNorm.
  *
  * The whole public API in one read. A trained CNN is loaded from safetensors,
- * (or any CNN from an ONNX file), run on the CPU (OpenBLAS) or CUDA (cuDNN/cuBLAS) backend, and every forward
+ * (or any CNN from an ONNX file), run on the CPU (oneDNN) or CUDA (cuDNN/cuBLAS) backend, and every forward
  * pass returns the FeatureNorm of every block plus the logits:
  *
  *   FeatureNorm(x; block) = mean over channels c of || max(z_c, 0) ||_2
@@ -71,7 +71,7 @@ typedef enum fn_precision {
     FN_PRECISION_FP32, /* exact float32 (CPU; CUDA without tensor cores) */
     FN_PRECISION_TF32, /* CUDA: float32 storage, TF32 tensor-core math */
     FN_PRECISION_FP16, /* CUDA: half storage, NHWC, float32 accumulation */
-    FN_PRECISION_BF16  /* CUDA: bfloat16 storage, NHWC, float32 accumulation */
+    FN_PRECISION_BF16  /* CUDA, and CPUs with AVX512-BF16/AMX: bfloat16 storage, float32 accumulation */
 } fn_precision;
 
 FN_API const char *fn_precision_name(fn_precision p); /* "fp32", "tf32", ... */

@@ -1,190 +1,397 @@
 #!/usr/bin/env python3
-"""CPU throughput of featurenorm next to PyTorch doing the same work, in one run.
+"""CPU throughput of featurenorm next to PyTorch and ONNX Runtime doing the same work.
 
-For each network it prints images/s of
-  forward  uint8 images -> normalise -> forward -> FeatureNorm of every block + scores
-           (featurenorm bench, vs PyTorch eval/no_grad with forward hooks)
-  score    a JPEG folder end to end: decode, resize, forward, norms, scores
-           (featurenorm score, vs a PyTorch DataLoader + PIL + torchvision transforms)
-  select   the same with a Jigsaw copy of every image in the batch
-           (featurenorm select, vs the same PyTorch pipeline doing 2 forwards per image)
-and the ratio featurenorm / PyTorch (> 1: featurenorm is faster). Both sides use
-the same number of threads (compute and decode) and the same batch size.
+Every measurement is one fresh process (`--worker SIDE`), pinned with taskset to
+the same CPUs with the same thread count as every other side; the sides run in
+interleaved rounds (side order rotated each round), and each side's median and
+best images/s over the rounds are printed, so that a neighbour's load burst
+hits all sides alike instead of one whole side.
 
-Needs Debian's python3-torch, python3-torchvision and python3-pil:
-    /usr/bin/python3 scripts/bench_cpu.py [--threads N] [--quick]
-ResNet-20 uses the real weights from ../shared/data when present (random ones
-otherwise); ResNet-50 random ones. Figures vary from run to run on a shared
-machine: compare the ratio, which comes from the same run.
+  forward  uint8 images -> normalise -> forward -> FeatureNorm of every block + logits
+           sides: featurenorm fp32, featurenorm bf16, PyTorch fp32 channels_last
+           (eval, no_grad, forward hooks computing each block's FeatureNorm),
+           PyTorch bf16 (torch.autocast("cpu", bfloat16), channels_last), and ONNX
+           Runtime (the network exported with every block's FeatureNorm as an extra
+           graph output; installed from PyPI into build/bench/venv when missing)
+  score    ResNet-20: a folder of CIFAR-10 JPEGs end to end (decode, preprocess,
+           forward, norms, scores): `featurenorm score` vs a PyTorch DataLoader
+           (PIL, 2 workers) with the same preprocessing and hooks
+  memory   peak RSS of `featurenorm bench` for ResNet-50, load + one batch of 64 at 224
+
+GFLOP/s count a multiply-add as 2 FLOPs over the convolutions and linear layers.
+Peak = cores x FMA units per core x lanes x 2 x clock, with lanes 16 when the CPU
+has AVX-512 (8 with AVX2), 2 FMA units per core, and the clock read from
+/proc/cpuinfo ("cpu MHz": the base or current clock; turbo may exceed it).
+
+    /usr/bin/python3 scripts/bench_cpu.py [--threads 2] [--rounds 5] [--quick]
 """
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-import numpy as np
-import torch
-from PIL import Image
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import make_fixtures  # noqa: E402  (safetensors writer)
-import reference_models as rm  # noqa: E402
-
 ROOT = os.path.dirname(HERE)
 DATA = os.environ.get("FN_DATA", os.path.join(ROOT, "..", "shared", "data"))
+sys.path.insert(0, HERE)
+MAX_SECONDS = 30  # per timed worker, after its first batch
 
 
-def run(cmd):
-    """Runs a featurenorm command; returns (seconds, stdout)."""
-    t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return time.perf_counter() - t, out.stdout
+# ---- workers: one measurement each, printed as JSON -------------------------
 
-
-def torch_model(arch, weights):
+def torch_model(arch, weights, bf16=False):
+    import torch
+    import reference_models as rm
     model, blocks = rm.build(arch)
     if weights and weights.endswith(".th"):
         rm.load_akamaster_checkpoint(model, weights)
+    elif weights:
+        model.load_state_dict(torch.load(weights))
     model.eval()
     norms = []
-    for _, m in blocks:
-        m.register_forward_hook(lambda _m, _i, out: norms.append(rm.feature_norm(out)))
-    return model, norms
+    for _, m in blocks:  # norms in fp32 whatever the compute precision
+        m.register_forward_hook(lambda _m, _i, out: norms.append(rm.feature_norm(out.float())))
+    return model.to(memory_format=torch.channels_last), norms
 
 
 def scores(logits):
-    """What featurenorm computes from the logits: pred, MSP, MaxLogit, Energy."""
-    return (logits.argmax(1), logits.softmax(1).amax(1), logits.amax(1),
-            torch.logsumexp(logits, 1))
+    import torch
+    return logits.argmax(1), logits.softmax(1).amax(1), logits.amax(1), torch.logsumexp(logits, 1)
 
 
-def torch_forward_rate(model, norms, size, batch, iters):
-    images = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
-    mean = torch.tensor(rm.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(rm.IMAGENET_STD).view(1, 3, 1, 1)
-    model = model.to(memory_format=torch.channels_last)  # PyTorch's faster CPU layout
-    with torch.no_grad():
-        def step():
-            x = (images.permute(0, 3, 1, 2).float() / 255 - mean) / std
-            x = x.contiguous(memory_format=torch.channels_last)
-            scores(model(x))
-            torch.stack(norms, 1)
-            norms.clear()
+def timed(a, step):
+    """images/s over a.iters batches after the warm-up, or fewer when a side is
+    so slow (bf16 emulated without AVX512-BF16) that they would pass MAX_SECONDS."""
+    for _ in range(a.warmup):
         step()
-        t = time.perf_counter()
-        for _ in range(iters):
-            step()
-        return batch * iters / (time.perf_counter() - t)
+    t, done = time.perf_counter(), 0
+    while done < a.iters and (done == 0 or time.perf_counter() - t < MAX_SECONDS):
+        step()
+        done += 1
+    return a.batch * done / (time.perf_counter() - t)
 
 
-class Folder(torch.utils.data.Dataset):
-    def __init__(self, files, transform):
-        self.files, self.transform = files, transform
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        with Image.open(self.files[i]) as im:
-            return self.transform(im.convert("RGB"))
-
-
-def jigsaw(x, gen):
-    """The Jigsaw copy of a batch of [0,1] images (3x3 tiles, zero border)."""
-    n, _, s, _ = x.shape
-    t = s // 3
-    out = torch.zeros_like(x)
-    for i in range(n):
-        perm = torch.randperm(9, generator=gen)
-        for src, dst in enumerate(perm.tolist()):
-            sy, sx, dy, dx = src // 3 * t, src % 3 * t, dst // 3 * t, dst % 3 * t
-            out[i, :, dy:dy + t, dx:dx + t] = x[i, :, sy:sy + t, sx:sx + t]
-    return out
-
-
-def torch_pipeline_rate(model, norms, files, size, preset, batch, threads, with_jigsaw):
-    import torchvision.transforms as T
-    resize = [T.Resize((size, size))] if preset == "cifar" else [T.Resize(size * 256 // 224), T.CenterCrop(size)]
-    loader = torch.utils.data.DataLoader(
-        Folder(files, T.Compose(resize + [T.ToTensor()])), batch_size=batch,
-        num_workers=threads, persistent_workers=False)
+def worker_torch(a, bf16):
+    import contextlib
+    import torch
+    import reference_models as rm
+    torch.set_num_threads(a.threads)
+    model, norms = torch_model(a.arch, a.torch_weights)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (a.batch, a.size, a.size, 3), dtype=torch.uint8, generator=g)
     mean = torch.tensor(rm.IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(rm.IMAGENET_STD).view(1, 3, 1, 1)
-    gen = torch.Generator().manual_seed(0)
-    model = model.to(memory_format=torch.channels_last)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def step():
+        x = ((images.permute(0, 3, 1, 2).float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+        with ctx:
+            logits = model(x)
+        scores(logits.float())
+        torch.stack(norms, 1)
+        norms.clear()
+    with torch.no_grad():
+        return timed(a, step)
+
+
+def worker_ort(a):
+    import numpy as np
+    import onnxruntime as ort
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = a.threads
+    o.inter_op_num_threads = 1
+    o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    s = ort.InferenceSession(a.onnx, o, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (a.batch, a.size, a.size, 3), dtype=np.uint8)
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+
+    def step():
+        x = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std)
+        logits, norms = s.run(None, {"x": np.ascontiguousarray(x)})
+        logits.argmax(1), norms.shape
+    return timed(a, step)
+
+
+def worker_torch_score(a):
+    import torch
+    import torchvision.transforms as T
+    from PIL import Image
+    import reference_models as rm
+    torch.set_num_threads(a.threads)
+    model, norms = torch_model(a.arch, a.torch_weights)
+    files = [l.strip() for l in open(a.listing) if l.strip()]
+
+    class Folder(torch.utils.data.Dataset):
+        tf = T.Compose([T.Resize((a.size, a.size)), T.ToTensor(),
+                        T.Normalize(rm.IMAGENET_MEAN, rm.IMAGENET_STD)])
+
+        def __len__(self):
+            return len(files)
+
+        def __getitem__(self, i):
+            with Image.open(files[i]) as im:
+                return self.tf(im.convert("RGB"))
+    loader = torch.utils.data.DataLoader(Folder(), batch_size=a.batch, num_workers=a.threads)
     t = time.perf_counter()
     with torch.no_grad():
         for x in loader:
-            if with_jigsaw:
-                x = torch.cat([x, jigsaw(x, gen)])
-            x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-            scores(model(x))
+            scores(model(x.contiguous(memory_format=torch.channels_last)))
             torch.stack(norms, 1)
             norms.clear()
     return len(files) / (time.perf_counter() - t)
 
 
-def image_files(folder, limit):
-    files = []
-    for dirpath, _, names in os.walk(folder):
-        files += [os.path.join(dirpath, n) for n in names if n.lower().endswith((".jpg", ".jpeg", ".png"))]
-    files.sort()
-    return files[:limit]
+def fn_run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1])
+    return r.stdout
+
+
+def worker(a):
+    if a.worker == "fn_fp32" or a.worker == "fn_bf16":
+        out = fn_run([a.featurenorm, "bench", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
+                      "--threads", str(a.threads), "--batch", str(a.batch), "--iters", str(a.iters),
+                      "--warmup", str(a.warmup), "--precision", a.worker[3:]])
+        return float(out.split(": ")[-1].split(" images/s")[0])
+    if a.worker == "fn_score":
+        t = time.perf_counter()
+        fn_run([a.featurenorm, "score", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
+                "--threads", str(a.threads), "--batch", str(a.batch), "--data", a.listing, "--preset", "cifar",
+                "--quiet", "--out", os.path.join(a.tmp, "scores.csv")])
+        return sum(1 for l in open(a.listing) if l.strip()) / (time.perf_counter() - t)
+    if a.worker == "torch_fp32":
+        return worker_torch(a, False)
+    if a.worker == "torch_bf16":
+        return worker_torch(a, True)
+    if a.worker == "ort":
+        return worker_ort(a)
+    if a.worker == "torch_score":
+        return worker_torch_score(a)
+    raise SystemExit(f"unknown worker {a.worker}")
+
+
+# ---- preparation (in its own process too) -----------------------------------
+
+def prepare(a):
+    """Weights for featurenorm and PyTorch, the ONNX export, FLOPs per image."""
+    import torch
+    import make_fixtures
+    import reference_models as rm
+    torch.manual_seed(0)
+    model, blocks = rm.build(a.arch)
+    if a.th:
+        rm.load_akamaster_checkpoint(model, a.th)
+    model.eval()
+    make_fixtures.write_safetensors(a.fn_weights, model.state_dict())
+    torch.save(model.state_dict(), a.torch_weights)
+    macs = [0]
+
+    def count(m, i, o):
+        if isinstance(m, torch.nn.Conv2d):
+            macs[0] += o[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            macs[0] += m.in_features * m.out_features
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    norms = []
+    for _, b in blocks:
+        hooks.append(b.register_forward_hook(lambda _m, _i, out: norms.append(rm.feature_norm(out))))
+
+    class WithNorms(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, x):
+            norms.clear()
+            y = self.m(x)
+            return y, torch.stack(norms, 1)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, a.size, a.size))
+    flops = 2 * macs[0]
+    for h in hooks[:-len(blocks)]:
+        h.remove()
+    import warnings
+    warnings.simplefilter("ignore")
+    torch.onnx.export(WithNorms(), torch.zeros(1, 3, a.size, a.size), a.onnx, input_names=["x"],
+                      output_names=["logits", "norms"], opset_version=13,
+                      dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}, "norms": {0: "n"}})
+    return flops
+
+
+# ---- the driver --------------------------------------------------------------
+
+def cpu_peak(cores):
+    flags, mhz, model = "", 0.0, "?"
+    for line in open("/proc/cpuinfo"):
+        k, _, v = line.partition(":")
+        k = k.strip()
+        if k == "flags" and not flags:
+            flags = v
+        elif k == "cpu MHz" and not mhz:
+            mhz = float(v)
+        elif k == "model name" and model == "?":
+            model = v.strip()
+    lanes = 16 if " avx512f" in flags else 8
+    peak = cores * 2 * lanes * 2 * mhz / 1e3
+    return model, lanes, mhz, peak, ("amx_bf16" in flags, "avx512_bf16" in flags)
+
+
+def ort_python(build):
+    """A python with onnxruntime: this one, else a venv under build/bench (PyPI)."""
+    try:
+        import onnxruntime  # noqa: F401
+        return sys.executable
+    except ImportError:
+        pass
+    venv = os.path.join(build, "bench", "venv")
+    py = os.path.join(venv, "bin", "python3")
+    if not os.path.exists(py):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    if subprocess.run([py, "-c", "import onnxruntime"], capture_output=True).returncode != 0:
+        subprocess.run([py, "-m", "pip", "install", "-q", "onnxruntime", "numpy"], check=True)
+    return py
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpus", default=None, help="taskset CPU list (default: 0..threads-1)")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--featurenorm", default=os.path.join(ROOT, "build", "featurenorm"))
-    ap.add_argument("--quick", action="store_true", help="fewer images and iterations")
-    args = ap.parse_args()
-    if not os.access(args.featurenorm, os.X_OK):
-        sys.exit(f"bench_cpu.py: {args.featurenorm} not found: build first (scripts/run_tests.sh)")
-    torch.set_num_threads(args.threads)
-    tmp = tempfile.mkdtemp(prefix="fn-bench-")
-    q = args.quick
+    ap.add_argument("--quick", action="store_true", help="fewer iterations and images")
+    ap.add_argument("--force-bf16", action="store_true",
+                    help="time PyTorch bf16 on ResNet-50 even where the CPU has no bf16 (slow)")
+    ap.add_argument("--only", default="", help="comma list of: r20,r50,score,memory")
+    for k in ("worker", "arch", "fn_weights", "torch_weights", "onnx", "listing", "tmp", "th"):
+        ap.add_argument("--" + k.replace("_", "-"), dest=k, default=None, help=argparse.SUPPRESS)
+    for k in ("size", "batch", "iters", "warmup"):
+        ap.add_argument("--" + k, type=int, default=0, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker == "prepare":
+        print(json.dumps({"flops": prepare(a)}))
+        return
+    if a.worker:
+        try:
+            print(json.dumps({"rate": worker(a)}))
+        except Exception as e:  # a side that cannot run here (no bf16...) says why
+            print(json.dumps({"error": str(e)}))
+        return
+
+    if not os.access(a.featurenorm, os.X_OK):
+        sys.exit(f"bench_cpu.py: {a.featurenorm} not found: build first")
+    build = os.path.dirname(os.path.abspath(a.featurenorm))
+    tmp = os.path.join(build, "bench")
+    os.makedirs(tmp, exist_ok=True)
+    cpus = a.cpus or ",".join(str(i) for i in range(a.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), PYTHONWARNINGS="ignore")
+    ort_py = ort_python(build)
+    only = set(a.only.split(",")) if a.only else {"r20", "r50", "score", "memory"}
+
+    def spawn(py, args):
+        cmd = ["taskset", "-c", cpus, py, os.path.abspath(__file__), "--threads", str(a.threads), *args]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        try:
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            return {"error": (r.stderr.strip().splitlines() or ["no output"])[-1]}
+
+    model, lanes, mhz, peak, (amx, avx512bf16) = cpu_peak(a.threads)
+    print(f"CPU: {model}, {os.cpu_count()} online, {a.threads} threads per side pinned to CPUs {cpus}; "
+          f"peak {peak:.0f} GFLOP/s = {a.threads} cores x 2 FMA units x {lanes} lanes x 2 x {mhz / 1e3:.2f} GHz "
+          f"(cpuinfo clock); AMX {'yes' if amx else 'no'}, AVX512-BF16 {'yes' if avx512bf16 else 'no'}")
     th20 = os.path.join(DATA, "weights", "cifar10", "resnet20-12fca82f.th")
-    cases = [  # arch, size, preset, batch, forward iters, images folder, image count
-        ("resnet20_cifar", 32, "cifar", 256, 2 if q else 8,
-         os.path.join(DATA, "cifar10-jpeg", "test"), 1000 if q else 5000),
-        ("resnet50", 224, "imagenet", 16, 1 if q else 3,
-         os.path.join(DATA, "imagenet-sample"), 32 if q else 128),
-    ]
-    rows = []
-    for arch, size, preset, batch, iters, folder, count in cases:
-        weights = th20 if arch == "resnet20_cifar" and os.path.exists(th20) else None
-        model, norms = torch_model(arch, weights)
-        st = os.path.join(tmp, arch + ".safetensors")
-        make_fixtures.write_safetensors(st, model.state_dict())
-        common = ["--arch", arch, "--weights", st, "--backend", "cpu", "--threads", str(args.threads),
-                  "--batch", str(batch)]
-        _, out = run([args.featurenorm, "bench", *common, "--iters", str(iters), "--warmup", "1"])
-        ours = float(out.split(": ")[-1].split(" images/s")[0])
-        theirs = torch_forward_rate(model, norms, size, batch, iters)
-        rows.append((arch, size, "forward", batch, ours, theirs))
-        files = image_files(folder, count) if os.path.isdir(folder) else []
-        if not files:
-            print(f"(no images at {folder}: {arch} score/select skipped)")
-            continue
-        listing = os.path.join(tmp, arch + ".txt")
-        with open(listing, "w") as f:
-            f.write("\n".join(files) + "\n")
-        data = ["--data", listing, "--preset", preset, "--quiet"]
-        t, _ = run([args.featurenorm, "score", *common, *data, "--out", os.path.join(tmp, "s.csv")])
-        theirs = torch_pipeline_rate(model, norms, files, size, preset, batch, args.threads, False)
-        rows.append((arch, size, "score", batch, len(files) / t, theirs))
-        # select's --batch counts forward rows: batch/2 images and their Jigsaw copies
-        t, _ = run([args.featurenorm, "select", *common, *data, "--out", os.path.join(tmp, "sel.json")])
-        theirs = torch_pipeline_rate(model, norms, files, size, preset, batch // 2, args.threads, True)
-        rows.append((arch, size, "select", batch, len(files) / t, theirs))
-    print(f"\nCPU: {os.cpu_count()} cores, {args.threads} threads each side; torch {torch.__version__}\n")
-    print("| network | input | task | batch | featurenorm img/s | PyTorch img/s | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for arch, size, task, batch, ours, theirs in rows:
-        print(f"| {arch} | {size}x{size} | {task} | {batch} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
+    q = a.quick
+    cases = []
+    if "r20" in only or "score" in only:
+        cases.append(("resnet20_cifar", 32, 256, 3 if q else 10, th20 if os.path.exists(th20) else None))
+    if "r50" in only or "memory" in only:
+        cases.append(("resnet50", 224, 32, 2 if q else 4, None))
+    table = []
+    for arch, size, batch, iters, th in cases:
+        files = {k: os.path.join(tmp, f"{arch}.{k}") for k in ("safetensors", "pt", "onnx")}
+        common = ["--arch", arch, "--size", str(size), "--fn-weights", files["safetensors"],
+                  "--torch-weights", files["pt"], "--onnx", files["onnx"], "--tmp", tmp]
+        prep = spawn(sys.executable, ["--worker", "prepare", *common] + (["--th", th] if th else []))
+        if "error" in prep:
+            sys.exit(f"bench_cpu.py: preparing {arch}: {prep['error']}")
+        flops = prep["flops"]
+        if (arch == "resnet20_cifar" and "r20" in only) or (arch == "resnet50" and "r50" in only):
+            sides = [("featurenorm fp32", sys.executable, "fn_fp32"), ("featurenorm bf16", sys.executable, "fn_bf16"),
+                     ("PyTorch fp32 channels_last", sys.executable, "torch_fp32"),
+                     ("PyTorch bf16 autocast", sys.executable, "torch_bf16"),
+                     ("ONNX Runtime fp32", ort_py, "ort")]
+            if arch == "resnet50" and not (amx or avx512bf16) and not a.force_bf16:
+                # without bf16 hardware PyTorch emulates it: minutes per batch at 224, and
+                # featurenorm bf16 is unavailable to compare with (ResNet-20 shows the rate)
+                sides = [s for s in sides if s[2] != "torch_bf16"]
+            run_args = [*common, "--batch", str(batch), "--iters", str(iters), "--warmup", "1",
+                        "--featurenorm", a.featurenorm]
+            rates = rounds(spawn, sides, run_args, a.rounds)
+            table.append((f"{arch} @{size}, batch {batch}: forward + all norms", flops, rates))
+        if arch == "resnet20_cifar" and "score" in only:
+            folder = os.path.join(DATA, "cifar10-jpeg", "test")
+            listing = os.path.join(tmp, "cifar10-test.txt")
+            names = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs
+                           if f.lower().endswith((".jpg", ".jpeg", ".png")))[:2000 if q else 10000]
+            if names:
+                with open(listing, "w") as f:
+                    f.write("\n".join(names) + "\n")
+                sides = [("featurenorm score fp32", sys.executable, "fn_score"),
+                         ("PyTorch DataLoader fp32", sys.executable, "torch_score")]
+                rates = rounds(spawn, sides, [*common, "--batch", str(batch), "--listing", listing,
+                                              "--featurenorm", a.featurenorm], a.rounds)
+                table.append((f"{arch}: score {len(names)} CIFAR-10 JPEGs end to end", flops, rates))
+        if arch == "resnet50" and "memory" in only:
+            r = subprocess.run(["/usr/bin/time", "-f", "%M", a.featurenorm, "bench", "--arch", arch, "--weights",
+                                files["safetensors"], "--backend", "cpu", "--threads", str(a.threads),
+                                "--batch", "64", "--iters", "1", "--warmup", "0"],
+                               capture_output=True, text=True, env=env)
+            kib = r.stderr.strip().splitlines()[-1] if r.returncode == 0 else "?"
+            print(f"\nmemory: featurenorm bench resnet50 batch 64 @224 fp32: peak RSS "
+                  f"{int(kib) / 1048576:.2f} GiB" if kib.isdigit() else f"\nmemory: failed: {r.stderr.strip()}")
+    for title, flops, rates in table:
+        print(f"\n{title} ({flops / 1e9:.3f} GFLOP per image), {a.rounds} interleaved rounds")
+        print("| side | median img/s | best img/s | median GFLOP/s | % of peak |")
+        print("|---|---|---|---|---|")
+        for name, rs in rates:
+            if isinstance(rs, str):
+                print(f"| {name} | n/a: {rs} | | | |")
+                continue
+            med, best = statistics.median(rs), max(rs)
+            print(f"| {name} | {med:.1f} | {best:.1f} | {med * flops / 1e9:.1f} | {100 * med * flops / 1e9 / peak:.0f}% |")
+        ok = {n: statistics.median(r) for n, r in rates if not isinstance(r, str)}
+        first = rates[0][0]
+        if first in ok:
+            print("ratios of medians: " + ", ".join(f"{first} / {n} = {ok[first] / v:.2f}"
+                                                     for n, v in ok.items() if n != first))
+        if "featurenorm bf16" in ok:
+            print("ratios of medians: " + ", ".join(f"featurenorm bf16 / {n} = {ok['featurenorm bf16'] / v:.2f}"
+                                                     for n, v in ok.items() if n.startswith("PyTorch")))
+
+
+def rounds(spawn, sides, args, n):
+    """n rounds, each side once per round in its own process, order rotated."""
+    rates = {name: [] for name, _, _ in sides}
+    errors = {}
+    for r in range(n):
+        order = sides[r % len(sides):] + sides[:r % len(sides)]
+        for name, py, w in order:
+            if name in errors:
+                continue
+            out = spawn(py, ["--worker", w, *args])
+            if "error" in out:
+                errors[name] = out["error"]
+            else:
+                rates[name].append(out["rate"])
+            print(f"  round {r + 1} {name}: {out.get('rate', out.get('error'))}", file=sys.stderr, flush=True)
+    return [(name, errors.get(name) or rates[name]) for name, _, _ in sides]
 
 
 if __name__ == "__main__":

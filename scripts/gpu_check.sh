@@ -14,7 +14,7 @@
 #                                   run it as   OUT=$OUT scripts/gpu_check.sh
 #   scripts/gpu_check.sh --fetch-debs
 #                                   run on a machine WITH apt and network: puts the
-#                                   build's Debian dependencies (OpenBLAS, oneDNN, stb,
+#                                   build's Debian/Ubuntu dependencies (oneDNN, stb,
 #                                   pkgconf) in carry/debs/ for a GPU machine that
 #                                   lacks them; the check unpacks them privately.
 #
@@ -32,8 +32,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEBS_DIR=$ROOT/carry/debs
-# Debian 12 names: oneDNN 2.x is libdnnl2 (runtime) + libdnnl-dev (libdnnl3 on newer releases)
-DEB_PACKAGES="libopenblas0-pthread libopenblas-pthread-dev libgfortran5 libstb0 libstb-dev pkgconf-bin libpkgconf3 libdnnl2 libdnnl-dev ocl-icd-libopencl1"
+DEB_PACKAGES="libdnnl2 libdnnl-dev ocl-icd-libopencl1 libstb0 libstb-dev pkgconf-bin libpkgconf3"
 
 if [ "${1:-}" = "--fetch-debs" ]; then
     mkdir -p "$DEBS_DIR" && cd "$DEBS_DIR" || exit 1
@@ -67,7 +66,7 @@ timeout 30 nvidia-smi || fail nvidia-smi
 nvcc --version 2>/dev/null | tail -2 || echo "nvcc not on PATH"
 echo "cores: $(nproc)"
 
-# ---- dependencies: cuDNN (system or PyTorch's wheel), OpenBLAS, stb, pkg-config
+# ---- dependencies: cuDNN (system or PyTorch's wheel), oneDNN, stb, pkg-config
 step "dependencies"
 PY=${PYTHON:-python3}
 CMAKE_EXTRA=()
@@ -89,26 +88,22 @@ fi
 echo "cuDNN headers: ${CUDNN_INC:-not found}"
 grep -hE "define CUDNN_(MAJOR|MINOR|PATCHLEVEL) " "$CUDNN_INC/cudnn_version.h" 2>/dev/null | tr '\n' ' '; echo
 
-DNNL_H=""
-for d in /usr/include /usr/local/include; do [ -f "$d/oneapi/dnnl/dnnl.h" ] && DNNL_H=$d; done
-if ! pkg-config --exists openblas stb 2>/dev/null || [ -z "$DNNL_H" ]; then
-    echo "pkg-config does not find openblas and stb here, or oneDNN's dnnl.h is missing"
+if ! pkg-config --exists stb 2>/dev/null || [ ! -f /usr/include/oneapi/dnnl/dnnl.h ]; then
+    echo "stb (pkg-config) or oneDNN (libdnnl-dev) is missing here"
     if ls "$DEBS_DIR"/*.deb > /dev/null 2>&1; then
         DEPS=/tmp/fn-deps
         rm -rf "$DEPS" && mkdir -p "$DEPS/pc"
         for f in "$DEBS_DIR"/*.deb; do dpkg -x "$f" "$DEPS"; done  # privately, never into /
-        blas_so=$(find "$DEPS" -name 'libopenblas.so' | head -1)
-        cblas_h=$(find "$DEPS" -name cblas.h | head -1)
+        dnnl_so=$(find "$DEPS" -name 'libdnnl.so' | head -1)
+        dnnl_h=$(find "$DEPS" -path '*oneapi/dnnl/dnnl.h' | head -1)
+        opencl=$(find "$DEPS" -name 'libOpenCL.so.1*' | head -1)
         stb_h=$(find "$DEPS" -name stb_image.h | head -1)
         stb_so=$(find "$DEPS" -name 'libstb.so' | head -1)
-        gfortran=$(find "$DEPS" -name 'libgfortran.so.5*' | head -1)
-        opencl=$(find "$DEPS" -name 'libOpenCL.so.1*' | head -1)
-        printf 'Name: openblas\nDescription: carried\nVersion: 0\nLibs: -L%s -lopenblas\nCflags: -I%s\n' \
-            "$(dirname "$blas_so")" "$(dirname "$cblas_h")" > "$DEPS/pc/openblas.pc"
+        CMAKE_EXTRA+=("-DDNNL_INCLUDE_DIR=${dnnl_h%/oneapi/dnnl/dnnl.h}" "-DDNNL_LIBRARY=$dnnl_so")
         printf 'Name: stb\nDescription: carried\nVersion: 0\nLibs: -L%s -lstb\nCflags: -I%s\n' \
             "$(dirname "$stb_so")" "$(dirname "$stb_h")" > "$DEPS/pc/stb.pc"
         export PKG_CONFIG_PATH="$DEPS/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-        export LD_LIBRARY_PATH="$(dirname "$blas_so"):$(dirname "$stb_so"):$(dirname "${gfortran:-$blas_so}"):$(find "$DEPS" -name 'libpkgconf.so*' -printf '%h\n' | head -1)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export LD_LIBRARY_PATH="$(dirname "$dnnl_so"):$(dirname "$stb_so"):$(dirname "${opencl:-$dnnl_so}"):$(find "$DEPS" -name 'libpkgconf.so*' -printf '%h\n' | head -1)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
         if ! command -v pkg-config > /dev/null; then
             PKGCONF=$(find "$DEPS" -path '*bin/pkgconf' | head -1)
             [ -n "$PKGCONF" ] && CMAKE_EXTRA+=("-DPKG_CONFIG_EXECUTABLE=$PKGCONF")

@@ -8,7 +8,7 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 packages=(
     build-essential cmake pkg-config ca-certificates
-    libopenblas-dev libstb-dev           # the CPU backend's GEMMs; image decoding
+    libdnnl-dev libstb-dev               # the CPU backend (oneDNN); image decoding
     libopenmpi-dev openmpi-bin           # scale-out: mpirun -n N featurenorm ...
     python3 python3-matplotlib           # scripts/reproduce and its plots (Debian's python3)
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # --model FILE.onnx (reader generated at build)

@@ -45,7 +45,7 @@ expect 2 "--batch 0: expected an integer from 1" -- "$fn" info "${common[@]}" --
 expect 2 "--backend gpu: expected one of auto cpu cuda" -- "$fn" info --arch resnet20_cifar --backend gpu
 expect 1 "unknown architecture 'resnet21'" -- "$fn" info --arch resnet21
 expect 1 "missing tensor 'features.0.weight'" -- "$fn" info --arch vgg16 --weights "$weights"
-expect 1 "the CPU backend computes in fp32 only" -- "$fn" info "${common[@]}" --precision fp16
+expect 1 "the CPU backend computes in fp32 or bf16" -- "$fn" info "${common[@]}" --precision fp16
 expect nonzero "no.safetensors" -- "$fn" info --arch resnet20_cifar --weights "$tmp/no.safetensors"
 head -c 1000 "$weights" > "$tmp/cut.safetensors"
 expect 1 "cut.safetensors" -- "$fn" info --arch resnet20_cifar --weights "$tmp/cut.safetensors"

@@ -212,7 +212,7 @@ static void scoring(void)
             CHECK(test_close(s->norms[r * 9 + b], norms[b], 1e-5, 1e-6));
         CHECK(test_close(energy_col[r], scores[fn_score_find("energy")], 1e-5, 1e-5) && s->pred[r] == pred);
         CHECK(test_close(msp_col[r], scores[fn_score_find("msp")], 1e-5, 1e-6));
-        CHECK(test_close(react[r], scores[fn_score_find("react_energy")], 1e-5, 1e-5));
+        CHECK_MSG(test_close(react[r], scores[fn_score_find("react_energy")], 1e-5, 1e-5), "react %g vs %g", react[r], scores[fn_score_find("react_energy")]);
         CHECK(selected[r] == s->norms[r * 9 + 8] && scores[fn_score_find("fn_selected")] == norms[8]);
         free(px);
     }

@@ -154,7 +154,7 @@ static void model_errors(void)
     CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_IO, "missing.safetensors");
     o.weights = FN_FIXTURES "/models/resnet20_cifar/model.safetensors";
     o.precision = FN_PRECISION_FP16;
-    CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_INVALID_ARG, "fp32 only");
+    CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_INVALID_ARG, "fp32 or bf16");
     o.precision = FN_PRECISION_FP32;
     o.input_size = 4; /* too small for three stride-2 stages */
     fn_status s = fn_model_load(&o, &m);

@@ -43,7 +43,7 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
     {"model", "F", "instead of --arch/--weights: any CNN as an .onnx file", 0},          \
     {"blocks", "B", "ONNX: auto (default) | all | tensor names a,b,... (see info)", 0},    \
     {"backend", "B", "auto | cpu | cuda (default auto)", 0},                              \
-    {"precision", "P", "fp32 | tf32 | fp16 | bf16 (default fp32; CUDA only but fp32)", 0},\
+    {"precision", "P", "fp32 | tf32 | fp16 | bf16 (default fp32; the CPU: fp32 or bf16)", 0},\
     {"batch", "N", "images per forward pass (default: 256 at <= 64 px, else 64)", 0},      \
     {"threads", "N", "CPU threads for compute and decoding (default: all cores)", 0},      \
     {"input-size", "S", "square input side (default: the architecture's)", 0},            \

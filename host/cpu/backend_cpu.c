@@ -1,27 +1,26 @@
-/* backend_cpu.c: the reference backend, plain C with OpenBLAS and OpenMP.
+/* backend_cpu.c: the CPU backend: oneDNN primitives (dnnl_ops.c) run batch
+ * after batch, FeatureNorm (norms.c) after every tapped op.
  *
- * Activations are stored channel-major across the batch, C x N x H x W, so
- * that a convolution of the whole batch is ONE GEMM: weights (Cout x K) times
- * the im2col matrix (K x N*OH*OW) lands directly in the output's layout, and a
- * 1x1 stride-1 convolution needs no im2col at all. The im2col matrix is built
- * a slab of output rows at a time, so its buffer stays small whatever the batch.
- * Bias, residual add and activation are applied to each slab right after its
- * GEMM, while it is still in cache. Every other op is a short loop. */
-#include <cblas.h>
-#include <math.h>
+ * create builds the plan for max_batch (every primitive, weights reordered
+ * once); a batch of another size (a dataset's last one) gets a plan of its own
+ * the first time it is seen, kept in a small cache, rather than padding it up
+ * to max_batch: padding would cost a full batch of compute for every short
+ * one, and a test's 4-image batch would run 256. Submit is synchronous: the
+ * work happens there, on `threads` OpenMP threads that oneDNN and the norm
+ * loops share. */
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
-#include "conv_direct.h"
 #include "error.h"
+#include "layout.h"
+#include "plan.h"
 
-#define COL_BUDGET (1u << 17) /* floats in a thread's im2col slab (512 KiB: fits L2) */
-
-/* Two slots: the decode threads fill one while the other is computed. */
-#define CPU_SLOTS 2
+#define CPU_SLOTS 2  /* the decode threads fill one while the other is computed */
+#define PLANS 4      /* batch sizes kept compiled: max_batch and a few short ones */
 
 typedef struct cpu_slot {
     uint8_t *input;                    /* max_batch x S x S x 3 */
@@ -32,489 +31,148 @@ typedef struct cpu_slot {
 typedef struct cpu_backend {
     backend base;
     cpu_slot slot[CPU_SLOTS];
-    const net *net;
-    int max_batch, threads;
-    float *arena;    /* net->arena_elems x max_batch */
-    float *work;     /* im2col slabs, flattened linear inputs, clipped features */
-    size_t work_elems;
-    size_t col_stride; /* floats of one thread's im2col slab */
-    float **packed;    /* per op: weights re-laid for the direct kernel, or NULL */
-    float *padded;     /* zero-padded input of a direct convolution */
-    float input_table[3][256]; /* uint8 -> normalised input, per channel */
-    double *sums;    /* C x N per-channel norms of a tapped tensor */
+    cpu_ctx ctx;
+    plan plans[PLANS];
+    unsigned long used[PLANS], clock;  /* least recently used is replaced */
+    int max_batch;
+    float input_table[3][256];
+    double *sums;       /* max_batch x widest tapped tensor's channels */
+    float *clipped;     /* ReAct's clipped features */
 } cpu_backend;
 
-static float *tensor_at(cpu_backend *cb, int t, int n)
+/* AMX and avx512_bf16 are what make BF16 fast; oneDNN 2.6 keeps AMX behind
+ * its max-ISA switch unless asked. Honour DNNL_MAX_CPU_ISA when set. */
+static void allow_amx(void)
 {
-    return cb->arena + cb->net->tensors[t].offset * (size_t)n;
+    if (!getenv("DNNL_MAX_CPU_ISA") && !getenv("ONEDNN_MAX_CPU_ISA"))
+        dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_amx);
 }
 
-/* ---- convolution ----------------------------------------------------------- */
-
-/* im2col for output rows [q0, q1) of the batch (row q = image q/OH, row q%OH),
- * channels [c0, c0 + cin) of x: col is (cin*k*k) x ((q1-q0)*OW). Each output
- * row splits into a zero left margin, a run read from the input and a zero
- * right margin, so the copy loop itself has no branches. */
-static void im2col(const float *restrict x, float *restrict col, const net_tensor *in,
-                   const net_op *op, int n, int c0, int cin, int oh_count, int ow_count, int q0,
-                   int q1)
+static const char *cpu_isa_name(dnnl_cpu_isa_t isa)
 {
-    const int k = op->k, s = op->stride, p = op->pad, H = in->h, W = in->w;
-    const size_t cols = (size_t)(q1 - q0) * (size_t)ow_count;
-    for (int kw = 0; kw < k; kw++) {
-        /* valid outputs: 0 <= ow*s - p + kw < W */
-        int lo = p - kw > 0 ? (p - kw + s - 1) / s : 0;
-        int hi = (W - 1 + p - kw) / s + 1;
-        if (W - 1 + p - kw < 0)
-            hi = 0;
-        if (hi > ow_count)
-            hi = ow_count;
-        if (lo > hi)
-            lo = hi;
-        for (int c = 0; c < cin; c++)
-            for (int kh = 0; kh < k; kh++) {
-                float *dst = col + (size_t)((c * k + kh) * k + kw) * cols;
-                const float *plane = x + (size_t)(c0 + c) * (size_t)n * H * W;
-                for (int q = q0; q < q1; q++, dst += ow_count) {
-                    int img = q / oh_count, ih = (q % oh_count) * s - p + kh;
-                    if (ih < 0 || ih >= H) {
-                        memset(dst, 0, sizeof(float) * (size_t)ow_count);
-                        continue;
-                    }
-                    const float *src = plane + ((size_t)img * H + ih) * W - p + kw;
-                    for (int ow = 0; ow < lo; ow++)
-                        dst[ow] = 0.0f;
-                    if (s == 1)
-                        memcpy(dst + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
-                    else
-                        for (int ow = lo; ow < hi; ow++)
-                            dst[ow] = src[ow * s];
-                    for (int ow = hi; ow < ow_count; ow++)
-                        dst[ow] = 0.0f;
-                }
-            }
+    switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
     }
 }
 
-/* y[co][j] = act(y[co][j] + b[co] (+ res[co][j])) over columns [j0, j1) of
- * rows of stride ld. One loop per case so that each one vectorises. */
-static void epilogue(float *y, const float *res, const float *b, int cout, size_t ld, size_t j0,
-                     size_t j1, net_act act, float alpha)
+static int has_bf16(dnnl_cpu_isa_t isa)
 {
-    for (int co = 0; co < cout; co++) {
-        float *restrict row = y + (size_t)co * ld;
-        const float *restrict r = res ? res + (size_t)co * ld : NULL;
-        const float bias = b[co];
-        if (act == ACT_RELU && r) {
-            for (size_t j = j0; j < j1; j++) {
-                float v = row[j] + bias + r[j];
-                row[j] = v > 0.0f ? v : 0.0f;
-            }
-        } else if (act == ACT_RELU) {
-            for (size_t j = j0; j < j1; j++) {
-                float v = row[j] + bias;
-                row[j] = v > 0.0f ? v : 0.0f;
-            }
-        } else if (act == ACT_NONE && r) {
-            for (size_t j = j0; j < j1; j++)
-                row[j] += bias + r[j];
-        } else {
-            for (size_t j = j0; j < j1; j++)
-                row[j] = net_activate(row[j] + bias + (r ? r[j] : 0.0f), act, alpha);
+    return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
+/* The plan for batch n, built (and the arena grown) the first time. */
+static fn_status plan_for(cpu_backend *cb, int n, plan **out)
+{
+    int victim = 0;
+    for (int i = 0; i < PLANS; i++) {
+        if (cb->plans[i].n == n) {
+            cb->used[i] = ++cb->clock;
+            *out = &cb->plans[i];
+            return FN_OK;
         }
+        if (cb->used[i] < cb->used[victim])
+            victim = i;
     }
-}
-
-static void conv_depthwise(cpu_backend *cb, const net_op *op, int n)
-{
-    const net *nt = cb->net;
-    const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
-    const float *x = tensor_at(cb, op->in, n), *res = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
-    float *y = tensor_at(cb, op->out, n);
-    const int k = op->k, s = op->stride, p = op->pad, H = in->h, W = in->w, OH = out->h, OW = out->w;
-    const int mult = out->c / in->c;
-#pragma omp parallel for num_threads(cb->threads) schedule(static) collapse(2)
-    for (int co = 0; co < out->c; co++)
-        for (int img = 0; img < n; img++) {
-            const float *plane = x + ((size_t)(co / mult) * n + img) * H * W;
-            const float *w = op->w + (size_t)co * k * k;
-            size_t base = ((size_t)co * n + img) * OH * OW;
-            for (int oh = 0; oh < OH; oh++)
-                for (int ow = 0; ow < OW; ow++) {
-                    float acc = op->b[co];
-                    for (int kh = 0; kh < k; kh++) {
-                        int ih = oh * s - p + kh;
-                        if (ih < 0 || ih >= H)
-                            continue;
-                        for (int kw = 0; kw < k; kw++) {
-                            int iw = ow * s - p + kw;
-                            if (iw >= 0 && iw < W)
-                                acc += plane[ih * W + iw] * w[kh * k + kw];
-                        }
-                    }
-                    size_t o = base + (size_t)oh * OW + ow;
-                    y[o] = net_activate(acc + (res ? res[o] : 0.0f), op->act, op->alpha);
-                }
-        }
-}
-
-/* Stride-1 k x k: pad the input once, then each thread computes slabs of
- * output rows straight from it (conv_direct.c). */
-static void conv_direct(cpu_backend *cb, const net_op *op, const float *packed, int n)
-{
-    const net *nt = cb->net;
-    const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
-    const float *x = tensor_at(cb, op->in, n), *res = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
-    float *y = tensor_at(cb, op->out, n);
-    const int planes = in->c * n, rows = n * out->h;
-    const int per = (planes + cb->threads * 4 - 1) / (cb->threads * 4);
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int p0 = 0; p0 < planes; p0 += per)
-        direct_pad_input(x, cb->padded, op, in, out, n, p0, p0 + per < planes ? p0 + per : planes);
-    const int slab = (rows + 15) / 16; /* a fixed split: results never depend on threads */
-#pragma omp parallel for num_threads(cb->threads) schedule(dynamic)
-    for (int q0 = 0; q0 < rows; q0 += slab)
-        direct_conv_rows(cb->padded, packed, op, in->c, out->c, in, out, n, res, y, q0,
-                         q0 + slab < rows ? q0 + slab : rows);
-}
-
-/* Each thread owns slabs of output rows and runs im2col, a single-threaded
- * GEMM and the epilogue on them while they are in its cache. Threads never
- * wait on each other inside a layer, and OpenBLAS never spins threads of its
- * own against ours. */
-static void conv(cpu_backend *cb, const net_op *op, int n)
-{
-    const net *nt = cb->net;
-    const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
-    const float *packed = cb->packed[op - nt->ops];
-    if (packed) {
-        conv_direct(cb, op, packed, n);
-        return;
+    plan *p = &cb->plans[victim];
+    if (p->n)
+        plan_free(p);
+    FN_TRY(plan_build(&cb->ctx, n, p));
+    cpu_ctx *c = &cb->ctx;
+    int grown = p->arena_bytes > c->arena_bytes || p->scratch_bytes > c->scratch_bytes || !c->arena;
+    if (!arena_reserve(&c->arena, &c->arena_bytes, p->arena_bytes, c->threads) ||
+        !arena_reserve(&c->scratch, &c->scratch_bytes, p->scratch_bytes, c->threads)) {
+        plan_free(p);
+        return fn_fail(FN_ERR_NO_MEMORY,
+                       "out of host memory: %s at batch %d needs %.1f MiB of activations; "
+                       "use a smaller batch",
+                       c->net->arch, n, p->arena_bytes / 1048576.0);
     }
-    if (op->groups > 1 && op->groups == in->c) {
-        conv_depthwise(cb, op, n);
-        return;
+    for (int i = 0; i < PLANS; i++) /* a moved arena moves every plan's tensors */
+        if (cb->plans[i].n && (grown || &cb->plans[i] == p))
+            FN_TRY(plan_bind(c, &cb->plans[i]));
+    cb->used[victim] = ++cb->clock;
+    *out = p;
+    return FN_OK;
+}
+
+static fn_status run_step(cpu_backend *cb, plan *p, const step *s, float *norms)
+{
+    cpu_ctx *c = &cb->ctx;
+    const net *nt = c->net;
+    switch (s->kind) {
+    case STEP_DNNL: {
+        dnnl_exec_arg_t args[STEP_ARGS];
+        for (int a = 0; a < s->n_args; a++)
+            args[a] = (dnnl_exec_arg_t){s->args[a].arg,
+                                        s->args[a].tensor >= 0 ? p->t[s->args[a].tensor].mem : s->args[a].mem};
+        dnnl_status_t st = dnnl_primitive_execute(s->prim, c->stream, s->n_args, args);
+        if (st != dnnl_success)
+            return cpu_dnnl_fail(st, s->what, s->op->name);
+        return FN_OK;
     }
-    const float *x = tensor_at(cb, op->in, n), *res = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
-    float *y = tensor_at(cb, op->out, n);
-    const int G = op->groups, cin = in->c / G, cout = out->c / G, OW = out->w;
-    const int K = cin * op->k * op->k;
-    const size_t ld = (size_t)n * out->h * OW; /* row stride of y */
-    const size_t in_plane = (size_t)n * in->h * in->w;
-    const int pointwise = op->k == 1 && op->stride == 1 && op->pad == 0;
-    const int rows = n * out->h;
-    int slab = (int)(cb->col_stride / ((size_t)K * OW));
-    int fair = (rows + cb->threads * 2 - 1) / (cb->threads * 2); /* >= 2 slabs per thread */
-    slab = slab < 1 ? 1 : slab > fair ? fair : slab;
-    const int slabs = (rows + slab - 1) / slab;
-#pragma omp parallel for num_threads(cb->threads) schedule(dynamic) collapse(2)
-    for (int g = 0; g < G; g++)
-        for (int t = 0; t < slabs; t++) {
-            const int q0 = t * slab, q1 = q0 + slab < rows ? q0 + slab : rows;
-            const size_t j0 = (size_t)q0 * OW, cols = (size_t)(q1 - q0) * OW;
-            const float *wg = op->w + (size_t)g * cout * K;
-            float *yg = y + (size_t)g * cout * ld;
-            const float *b; /* the K x cols matrix: x itself for a 1x1 conv */
-            int ldb;
-            if (pointwise) {
-                b = x + (size_t)g * cin * in_plane + j0;
-                ldb = (int)ld;
-            } else {
-                float *col = cb->work + (size_t)omp_get_thread_num() * cb->col_stride;
-                im2col(x, col, in, op, n, g * cin, cin, out->h, OW, q0, q1);
-                b = col;
-                ldb = (int)cols;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)cols, K, 1.0f, wg, K,
-                        b, ldb, 0.0f, yg + j0, (int)ld);
-            epilogue(yg, res ? res + (size_t)g * cout * ld : NULL, op->b + g * cout, cout, ld, j0,
-                     j0 + cols, op->act, op->alpha);
-        }
-}
-
-/* ---- other ops ------------------------------------------------------------- */
-
-static void affine(cpu_backend *cb, const net_op *op, int n)
-{
-    const net_tensor *t = &cb->net->tensors[op->in];
-    const float *x = tensor_at(cb, op->in, n);
-    float *y = tensor_at(cb, op->out, n);
-    const size_t plane = (size_t)n * t->h * t->w;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int c = 0; c < t->c; c++)
-        for (size_t i = 0; i < plane; i++)
-            y[c * plane + i] = net_activate(x[c * plane + i] * op->w[c] + op->b[c], op->act, op->alpha);
-}
-
-static void maxpool(cpu_backend *cb, const net_op *op, int n)
-{
-    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
-    const float *x = tensor_at(cb, op->in, n);
-    float *y = tensor_at(cb, op->out, n);
-    const int planes = in->c * n;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int pl = 0; pl < planes; pl++) {
-        const float *xp = x + (size_t)pl * in->h * in->w;
-        float *yp = y + (size_t)pl * out->h * out->w;
-        for (int oh = 0; oh < out->h; oh++)
-            for (int ow = 0; ow < out->w; ow++) {
-                float m = -INFINITY;
-                for (int kh = 0; kh < op->k; kh++) {
-                    int ih = oh * op->stride - op->pad + kh;
-                    if (ih < 0 || ih >= in->h)
-                        continue;
-                    for (int kw = 0; kw < op->k; kw++) {
-                        int iw = ow * op->stride - op->pad + kw;
-                        if (iw >= 0 && iw < in->w && xp[ih * in->w + iw] > m)
-                            m = xp[ih * in->w + iw];
-                    }
-                }
-                yp[oh * out->w + ow] = m;
-            }
+    case STEP_SHORTCUT_A:
+        cpu_shortcut_a(&p->t[s->in], &p->t[s->out], nt, s->op, c->arena, p->n, c->threads);
+        return FN_OK;
+    case STEP_ADAPTIVE:
+        cpu_adaptive_avgpool(&p->t[s->in], &p->t[s->out], nt, s->op, c->arena, p->n, c->threads);
+        return FN_OK;
+    case STEP_NORMS: {
+        const net_tensor *t = &nt->tensors[s->op->out];
+        fn_status f = cpu_feature_norms(&p->t[s->in], c->arena + p->t[s->in].offset, p->n, t->c, t->h,
+                                    t->w, cb->sums, norms + s->op->tap, (size_t)nt->n_blocks, c->threads);
+        return f ? fn_fail(f, "FeatureNorm of %s: unexpected layout", s->op->name) : FN_OK;
     }
-}
-
-/* PyTorch's adaptive pooling bins: [floor(i*H/O), ceil((i+1)*H/O)). */
-static void avgpool(cpu_backend *cb, const net_op *op, int n)
-{
-    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
-    const float *x = tensor_at(cb, op->in, n);
-    float *y = tensor_at(cb, op->out, n);
-    const int planes = in->c * n;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int pl = 0; pl < planes; pl++) {
-        const float *xp = x + (size_t)pl * in->h * in->w;
-        float *yp = y + (size_t)pl * out->h * out->w;
-        for (int oh = 0; oh < out->h; oh++) {
-            int h0 = oh * in->h / out->h, h1 = ((oh + 1) * in->h + out->h - 1) / out->h;
-            for (int ow = 0; ow < out->w; ow++) {
-                int w0 = ow * in->w / out->w, w1 = ((ow + 1) * in->w + out->w - 1) / out->w;
-                double sum = 0;
-                for (int ih = h0; ih < h1; ih++)
-                    for (int iw = w0; iw < w1; iw++)
-                        sum += xp[ih * in->w + iw];
-                yp[oh * out->w + ow] = (float)(sum / ((h1 - h0) * (w1 - w0)));
-            }
-        }
     }
+    return FN_OK;
 }
 
-static void shortcut_a(cpu_backend *cb, const net_op *op, int n)
+static fn_status execute(dnnl_primitive_t prim, dnnl_stream_t stream, int nargs,
+                         const dnnl_exec_arg_t *args, const char *what)
 {
-    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
-    const float *x = tensor_at(cb, op->in, n);
-    float *y = tensor_at(cb, op->out, n);
-    const int pad = (out->c - in->c) / 2;
-    const size_t plane = (size_t)n * out->h * out->w;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int c = 0; c < out->c; c++) {
-        float *yc = y + (size_t)c * plane;
-        int ci = c - pad;
-        if (ci < 0 || ci >= in->c) {
-            memset(yc, 0, sizeof(float) * plane);
-            continue;
-        }
-        for (int img = 0; img < n; img++)
-            for (int h = 0; h < out->h; h++)
-                for (int w = 0; w < out->w; w++)
-                    yc[((size_t)img * out->h + h) * out->w + w] =
-                        x[(((size_t)ci * n + img) * in->h + 2 * h) * in->w + 2 * w];
-    }
-}
-
-static void scale_channels(cpu_backend *cb, const net_op *op, int n)
-{
-    const net_tensor *t = &cb->net->tensors[op->in], *st = &cb->net->tensors[op->res];
-    const float *x = tensor_at(cb, op->in, n), *s = tensor_at(cb, op->res, n);
-    float *y = tensor_at(cb, op->out, n);
-    const size_t hw = (size_t)t->h * t->w;
-    const int broadcast = st->h * st->w == 1; /* c x 1 x 1: squeeze-excitation */
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int cn = 0; cn < t->c * n; cn++)
-        for (size_t i = 0; i < hw; i++)
-            y[cn * hw + i] = x[cn * hw + i] * (broadcast ? s[cn] : s[cn * hw + i]);
-}
-
-/* OP_ADD and OP_ACT: one elementwise loop over the whole tensor. */
-static void elementwise(cpu_backend *cb, const net_op *op, int n)
-{
-    const float *x = tensor_at(cb, op->in, n);
-    const float *r = op->res >= 0 ? tensor_at(cb, op->res, n) : NULL;
-    float *y = tensor_at(cb, op->out, n);
-    const long count = (long)(net_tensor_elems(cb->net, op->in) * (size_t)n);
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (long i = 0; i < count; i++)
-        y[i] = net_activate(x[i] + (r ? r[i] : 0.0f), op->act, op->alpha);
-}
-
-/* Channel-major storage makes a channel concat a sequence of block copies. */
-static void concat(cpu_backend *cb, const net_op *op, int n)
-{
-    float *y = tensor_at(cb, op->out, n);
-    for (int j = -1; j < op->n_cat; j++) {
-        int t = j < 0 ? op->in : op->cat[j];
-        size_t count = net_tensor_elems(cb->net, t) * (size_t)n;
-        memcpy(y, tensor_at(cb, t, n), sizeof(float) * count);
-        y += count;
-    }
-}
-
-/* k x k average pool; the divisor counts padding only with count_include_pad. */
-static void avgpool_k(cpu_backend *cb, const net_op *op, int n)
-{
-    const net_tensor *in = &cb->net->tensors[op->in], *out = &cb->net->tensors[op->out];
-    const float *x = tensor_at(cb, op->in, n);
-    float *y = tensor_at(cb, op->out, n);
-    const int planes = in->c * n;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int pl = 0; pl < planes; pl++) {
-        const float *xp = x + (size_t)pl * in->h * in->w;
-        float *yp = y + (size_t)pl * out->h * out->w;
-        for (int oh = 0; oh < out->h; oh++)
-            for (int ow = 0; ow < out->w; ow++) {
-                float sum = 0;
-                int h0 = oh * op->stride - op->pad, w0 = ow * op->stride - op->pad, count = 0;
-                for (int ih = h0; ih < h0 + op->k; ih++)
-                    for (int iw = w0; iw < w0 + op->k; iw++)
-                        if (ih >= 0 && ih < in->h && iw >= 0 && iw < in->w)
-                            sum += xp[ih * in->w + iw], count++;
-                yp[oh * out->w + ow] = sum / (float)(op->count_include_pad ? op->k * op->k : count);
-            }
-    }
-}
-
-/* PyTorch flattens each image C-major: feature d = c*HW + hw. Returns x as a
- * D x N matrix, gathering into `work` only when HW > 1. */
-static const float *as_matrix(cpu_backend *cb, int t, int n)
-{
-    const net_tensor *x = &cb->net->tensors[t];
-    const float *src = tensor_at(cb, t, n);
-    const size_t hw = (size_t)x->h * x->w;
-    if (hw == 1)
-        return src;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int c = 0; c < x->c; c++)
-        for (int img = 0; img < n; img++)
-            for (size_t i = 0; i < hw; i++)
-                cb->work[((size_t)c * hw + i) * n + img] = src[((size_t)c * n + img) * hw + i];
-    return cb->work;
-}
-
-/* y (K x N) = act(W x + b) for x given as a D x N matrix; threads split the
- * images in chunks of a fixed size, so that an image's result does not depend
- * on the thread count (GEMM edge columns take other kernels). */
-static void linear_matrix(cpu_backend *cb, const net_op *op, const float *x, float *y, int n)
-{
-    const int K = cb->net->tensors[op->out].c, D = (int)net_tensor_elems(cb->net, op->in);
-    const int per = 16;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int i0 = 0; i0 < n; i0 += per) {
-        int cols = i0 + per < n ? per : n - i0;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, cols, D, 1.0f, op->w, D, x + i0, n,
-                    0.0f, y + i0, n);
-        epilogue(y, NULL, op->b, K, (size_t)n, (size_t)i0, (size_t)(i0 + cols), op->act, op->alpha);
-    }
-}
-
-/* FeatureNorm: mean over channels of the L2 norm of each channel after ReLU.
- * Sums of squares in float over short runs, then in double: the CUDA kernel's
- * FP32 accumulation is checked against this. */
-static void feature_norms(cpu_backend *cb, int t, int n, float *norms, int block, int n_blocks)
-{
-    const net_tensor *x = &cb->net->tensors[t];
-    const float *src = tensor_at(cb, t, n);
-    const size_t hw = (size_t)x->h * x->w;
-#pragma omp parallel for num_threads(cb->threads) schedule(static)
-    for (int cn = 0; cn < x->c * n; cn++) {
-        const float *p = src + (size_t)cn * hw;
-        double ss = 0;
-        for (size_t i0 = 0; i0 < hw; i0 += 256) {
-            size_t i1 = i0 + 256 < hw ? i0 + 256 : hw;
-            float run = 0;
-            for (size_t i = i0; i < i1; i++) {
-                float v = p[i] > 0.0f ? p[i] : 0.0f;
-                run += v * v;
-            }
-            ss += run;
-        }
-        cb->sums[cn] = sqrt(ss);
-    }
-    for (int img = 0; img < n; img++) {
-        double sum = 0;
-        for (int c = 0; c < x->c; c++)
-            sum += cb->sums[(size_t)c * n + img];
-        norms[(size_t)img * n_blocks + block] = (float)(sum / x->c);
-    }
-}
-
-/* ---- the pass -------------------------------------------------------------- */
-
-static void load_input(cpu_backend *cb, int n, const float *x, const uint8_t *x_u8)
-{
-    const net *nt = cb->net;
-    const size_t hw = (size_t)nt->input_size * nt->input_size;
-    float *dst = tensor_at(cb, nt->input, n);
-#pragma omp parallel for num_threads(cb->threads) schedule(static) collapse(2)
-    for (int c = 0; c < 3; c++)
-        for (int img = 0; img < n; img++) {
-            float *d = dst + ((size_t)c * n + img) * hw;
-            if (x) {
-                memcpy(d, x + ((size_t)img * 3 + c) * hw, sizeof(float) * hw);
-            } else {
-                const uint8_t *s = x_u8 + (size_t)img * hw * 3 + c;
-                for (size_t i = 0; i < hw; i++)
-                    d[i] = cb->input_table[c][s[3 * i]];
-            }
-        }
-}
-
-/* Copies a K x N matrix out as N x K rows. */
-static void store_rows(const float *src, int K, int n, float *dst)
-{
-    for (int img = 0; img < n; img++)
-        for (int k = 0; k < K; k++)
-            dst[(size_t)img * K + k] = src[(size_t)k * n + img];
+    dnnl_status_t s = dnnl_primitive_execute(prim, stream, nargs, args);
+    return s == dnnl_success ? FN_OK : cpu_dnnl_fail(s, what, "the last linear layer");
 }
 
 static fn_status cpu_submit(backend *self, int slot, const backend_request *rq)
 {
     cpu_backend *cb = (cpu_backend *)self;
-    const net *nt = cb->net;
+    cpu_ctx *c = &cb->ctx;
+    const net *nt = c->net;
     cpu_slot *sl = &cb->slot[slot];
     const int n = rq->n;
-    openblas_set_num_threads(1); /* parallelism is ours: see conv() */
-    load_input(cb, n, rq->x, sl->input);
-    for (int i = 0; i < nt->n_ops; i++) {
-        const net_op *op = &nt->ops[i];
-        switch (op->kind) {
-        case OP_CONV: conv(cb, op, n); break;
-        case OP_AFFINE: affine(cb, op, n); break;
-        case OP_MAXPOOL: maxpool(cb, op, n); break;
-        case OP_AVGPOOL: avgpool(cb, op, n); break;
-        case OP_AVGPOOL_K: avgpool_k(cb, op, n); break;
-        case OP_SHORTCUT_A: shortcut_a(cb, op, n); break;
-        case OP_SCALE: scale_channels(cb, op, n); break;
-        case OP_ADD:
-        case OP_ACT: elementwise(cb, op, n); break;
-        case OP_CONCAT: concat(cb, op, n); break;
-        case OP_LINEAR: linear_matrix(cb, op, as_matrix(cb, op->in, n), tensor_at(cb, op->out, n), n); break;
-        }
-        if (op->tap >= 0)
-            feature_norms(cb, op->out, n, sl->norms, op->tap, nt->n_blocks);
-    }
-    const float *features = as_matrix(cb, nt->features, n);
-    const int K = nt->num_classes;
-    store_rows(tensor_at(cb, nt->logits, n), K, n, sl->logits);
-    store_rows(features, nt->feature_dim, n, sl->features);
+    plan *p;
+    omp_set_num_threads(c->threads); /* oneDNN's threads are this thread's OpenMP team */
+    FN_TRY(plan_for(cb, n, &p));
+    cpu_load_input(&p->t[nt->input], c->arena, n, nt->input_size, rq->x, sl->input, cb->input_table,
+               c->threads);
+    for (int i = 0; i < p->n_steps; i++)
+        FN_TRY(run_step(cb, p, &p->steps[i], sl->norms));
+    const ptensor *lg = &p->t[nt->logits]; /* n x K float rows (dnnl_ops.c: linear) */
+    memcpy(sl->logits, c->arena + lg->offset, sizeof(float) * (size_t)n * nt->num_classes);
+    dnnl_memory_set_data_handle(p->features_out, sl->features);
+    dnnl_exec_arg_t fa[2] = {{DNNL_ARG_SRC, p->t[nt->features].mem}, {DNNL_ARG_DST, p->features_out}};
+    FN_TRY(execute(p->features_reorder, c->stream, 2, fa, "features reorder"));
     sl->react = rq->react_clip > 0;
     if (sl->react) { /* ReAct: clip, then the last linear layer again */
-        size_t count = (size_t)nt->feature_dim * n;
-        float *clipped = cb->work + (features == cb->work ? count : 0);
+        const size_t count = (size_t)n * nt->feature_dim;
         for (size_t i = 0; i < count; i++)
-            clipped[i] = features[i] < rq->react_clip ? features[i] : rq->react_clip;
-        float *react = clipped + count;
-        linear_matrix(cb, &nt->ops[nt->last_linear], clipped, react, n);
-        store_rows(react, K, n, sl->react_logits);
+            cb->clipped[i] = sl->features[i] < rq->react_clip ? sl->features[i] : rq->react_clip;
+        dnnl_memory_set_data_handle(p->react_src, cb->clipped);
+        dnnl_memory_set_data_handle(p->react_dst, sl->react_logits);
+        dnnl_exec_arg_t ra[6] = {{DNNL_ARG_SRC, p->react_src},
+                                 {DNNL_ARG_WEIGHTS, p->react_w},
+                                 {DNNL_ARG_BIAS, c->bias[nt->last_linear]},
+                                 {DNNL_ARG_DST, p->react_dst},
+                                 {DNNL_ARG_SCRATCHPAD, p->react_scratch_mem}};
+        FN_TRY(execute(p->react_ip, c->stream, p->react_scratch_mem ? 5 : 4, ra, "ReAct inner product"));
     }
     sl->n = n;
     return FN_OK;
@@ -535,13 +193,22 @@ static void cpu_destroy(backend *self)
     cpu_backend *cb = (cpu_backend *)self;
     if (!cb)
         return;
-    for (int i = 0; cb->packed && i < cb->net->n_ops; i++)
-        free(cb->packed[i]);
-    free(cb->packed);
-    free(cb->padded);
-    free(cb->arena);
-    free(cb->work);
-    free(cb->sums);
+    cpu_ctx *c = &cb->ctx;
+    for (int i = 0; i < PLANS; i++)
+        plan_free(&cb->plans[i]);
+    for (int i = 0; c->weights && i < c->net->n_ops; i++) {
+        dnnl_memory_destroy(c->weights[i]);
+        dnnl_memory_destroy(c->bias[i]);
+    }
+    dnnl_memory_destroy(c->react_w);
+    free(c->weights), free(c->bias);
+    if (c->stream)
+        dnnl_stream_destroy(c->stream);
+    if (c->engine)
+        dnnl_engine_destroy(c->engine);
+    arena_release(c->arena, c->arena_bytes);
+    arena_release(c->scratch, c->scratch_bytes);
+    free(cb->sums), free(cb->clipped);
     for (int i = 0; i < CPU_SLOTS; i++) {
         cpu_slot *sl = &cb->slot[i];
         free(sl->input), free(sl->norms), free(sl->logits), free(sl->features), free(sl->react_logits);
@@ -564,87 +231,65 @@ static int alloc_slots(cpu_backend *cb, const net *nt, size_t rows)
     return 1;
 }
 
-/* The largest scratch any op needs, in floats; sets the im2col slab stride. */
-static size_t work_size(cpu_backend *cb, int max_batch)
-{
-    const net *nt = cb->net;
-    size_t need = 0;
-    cb->col_stride = COL_BUDGET;
-    for (int i = 0; i < nt->n_ops; i++) {
-        const net_op *op = &nt->ops[i];
-        const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
-        if (op->kind == OP_CONV) { /* a slab is at least one output row */
-            size_t row = (size_t)(in->c / op->groups) * op->k * op->k * out->w;
-            if (row > cb->col_stride)
-                cb->col_stride = row;
-        } else if (op->kind == OP_LINEAR && net_tensor_elems(nt, op->in) * (size_t)max_batch > need) {
-            need = net_tensor_elems(nt, op->in) * (size_t)max_batch;
-        }
-    }
-    if (cb->col_stride * (size_t)cb->threads > need)
-        need = cb->col_stride * (size_t)cb->threads;
-    /* ReAct: flattened features + clipped copy + logits */
-    size_t react = ((size_t)nt->feature_dim * 2 + (size_t)nt->num_classes) * (size_t)max_batch;
-    return need > react ? need : react;
-}
-
 fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend **out)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, allow_amx);
     *out = NULL;
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (cfg->precision != FN_PRECISION_FP32 && cfg->precision != FN_PRECISION_BF16)
+        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 or bf16");
+    if (cfg->precision == FN_PRECISION_BF16 && !has_bf16(isa))
+        return fn_fail(FN_ERR_UNAVAILABLE,
+                       "bf16 on the CPU needs AVX512-BF16 or AMX; this CPU offers oneDNN %s "
+                       "(use --precision fp32)",
+                       cpu_isa_name(isa));
     cpu_backend *cb = fn_calloc(1, sizeof *cb);
     if (!cb)
         return FN_ERR_NO_MEMORY;
-    cb->net = nt;
+    cpu_ctx *c = &cb->ctx;
+    c->net = nt;
+    c->dt = cfg->precision == FN_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32;
+    c->threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
     cb->max_batch = cfg->max_batch;
     net_input_table(nt, cb->input_table);
-    cb->threads = cfg->threads > 0 ? cfg->threads : omp_get_num_procs();
     cb->base.name = "cpu";
     cb->base.slots = CPU_SLOTS;
     cb->base.input = cpu_input;
     cb->base.submit = cpu_submit;
     cb->base.collect = cpu_collect;
     cb->base.destroy = cpu_destroy;
-    snprintf(cb->base.device, sizeof cb->base.device, "CPU, %d threads (OpenBLAS)", cb->threads);
-    if (cfg->precision != FN_PRECISION_FP32) {
-        cpu_destroy(&cb->base);
-        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in FP32 only");
-    }
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(cb->base.device, sizeof cb->base.device, "CPU, %d threads, oneDNN %d.%d.%d (ISA %s)",
+             c->threads, v->major, v->minor, v->patch, cpu_isa_name(isa));
     size_t widest = 0;
     for (int i = 0; i < nt->n_blocks; i++) {
         const net_tensor *t = &nt->tensors[nt->ops[nt->blocks[i].op].out];
         if ((size_t)t->c > widest)
             widest = (size_t)t->c;
     }
-    size_t padded = 0; /* the largest padded input of a direct convolution */
-    cb->packed = calloc((size_t)nt->n_ops, sizeof *cb->packed);
-    for (int i = 0; cb->packed && i < nt->n_ops; i++) {
-        const net_op *op = &nt->ops[i];
-        const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
-        if (!direct_conv_eligible(op, in))
-            continue;
-        int hp, wp;
-        direct_padded_shape(op, in, out, &hp, &wp);
-        if ((size_t)in->c * hp * wp > padded)
-            padded = (size_t)in->c * hp * wp;
-        if (!(cb->packed[i] = direct_pack_weights(op, in->c, out->c)))
-            break;
-    }
-    cb->padded = padded ? malloc(sizeof(float) * padded * (size_t)cfg->max_batch) : NULL;
-    size_t arena = nt->arena_elems * (size_t)cfg->max_batch;
-    cb->work_elems = work_size(cb, cfg->max_batch);
-    cb->arena = malloc(sizeof(float) * arena);
-    cb->work = malloc(sizeof(float) * cb->work_elems);
-    cb->sums = malloc(sizeof(double) * widest * (size_t)cfg->max_batch);
-    int packed_ok = cb->packed != NULL;
-    for (int i = 0; packed_ok && i < nt->n_ops; i++)
-        packed_ok = cb->packed[i] || !direct_conv_eligible(&nt->ops[i], &nt->tensors[nt->ops[i].in]);
-    int slots_ok = alloc_slots(cb, nt, (size_t)cfg->max_batch);
-    if (!cb->arena || !cb->work || !cb->sums || !packed_ok || (padded && !cb->padded) || !slots_ok) {
+    const size_t rows = (size_t)cfg->max_batch;
+    cb->sums = malloc(sizeof(double) * widest * rows);
+    cb->clipped = malloc(sizeof(float) * (size_t)nt->feature_dim * rows);
+    c->weights = calloc((size_t)nt->n_ops, sizeof *c->weights);
+    c->bias = calloc((size_t)nt->n_ops, sizeof *c->bias);
+    if (!cb->sums || !cb->clipped || !c->weights || !c->bias || !alloc_slots(cb, nt, rows)) {
         cpu_destroy(&cb->base);
-        return fn_fail(FN_ERR_NO_MEMORY,
-                       "out of host memory: %s at batch %d needs %.1f MiB of activations; "
-                       "use a smaller batch",
-                       nt->arch, cfg->max_batch, arena * 4.0 / (1 << 20));
+        return fn_fail(FN_ERR_NO_MEMORY, "out of host memory creating the CPU backend");
+    }
+    dnnl_status_t s = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
+    if (s == dnnl_success)
+        s = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
+    if (s != dnnl_success) {
+        cpu_destroy(&cb->base);
+        return cpu_dnnl_fail(s, "engine", "the CPU backend");
+    }
+    omp_set_num_threads(c->threads);
+    plan *p;
+    fn_status f = plan_for(cb, cfg->max_batch, &p); /* every primitive of the full batch, now */
+    if (f != FN_OK) {
+        cpu_destroy(&cb->base);
+        return f;
     }
     *out = &cb->base;
     return FN_OK;
