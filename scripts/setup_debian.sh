@@ -10,3 +10,7 @@ $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config libopenblas-dev libstb-dev python3 ca-certificates > /dev/null
 echo "setup_debian: build-essential cmake pkg-config libopenblas-dev libstb-dev python3 installed"
+# JPEG decoding (the libjpeg-turbo PIL uses); clang with libFuzzer for tests/fuzz
+$sudo apt-get install -y -qq --no-install-recommends \
+    libjpeg62-turbo-dev clang-14 libclang-rt-14-dev > /dev/null
+echo "setup_debian: libjpeg62-turbo-dev clang-14 libclang-rt-14-dev installed"

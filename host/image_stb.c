@@ -1,0 +1,122 @@
+/* image_stb.c: PNG, BMP, GIF, TGA and 8-bit PGM/PPM to 8-bit RGB with
+ * stb_image, compiled here with only those formats.
+ *
+ * Debian's libstb (2.27) has every format in, several of which crash on
+ * crafted files (PIC, 16-bit PNM, its JPEG decoder), and stb picks the format
+ * from the bytes, not the name: a PIC file called photo.png reaches the PIC
+ * decoder. Building our own copy with STBI_ONLY_* leaves those decoders out,
+ * and the checks below refuse, from the header, what still reaches a known
+ * bad path (16-bit PNM) or would decode to far more pixels than the file
+ * can hold (a 22-byte RLE TGA claiming a gigabyte). */
+#include "image_codecs.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+#define STB_IMAGE_STATIC /* our copy's symbols stay in this file */
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_GIF
+#define STBI_ONLY_TGA
+#define STBI_ONLY_PNM
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STBI_MAX_DIMENSIONS (1 << 16)
+#if defined(__GNUC__)
+/* stb's own code is not ours to tidy; unused-function stays off for the whole
+ * file, as GCC reports it at the end of the translation unit. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#endif
+#include <stb/stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+/* The most pixels one byte of any of these formats can expand to: deflate
+ * tops out near 1032:1 and a 1-bit PNG packs 8 pixels a byte; GIF's LZW,
+ * TGA's RLE (128 pixels a 2-byte packet) and BMP stay far below. A header
+ * claiming more is a decompression bomb or a lie. */
+#define STB_MAX_PIXELS_PER_BYTE 8256
+
+/* PNM: stb 2.27 overflows its buffer converting 16-bit samples, so read the
+ * maxval ourselves and refuse 16-bit files before stb sees them. Returns the
+ * maxval, 0 if the header does not parse (stb then says why). */
+static long pnm_maxval(const uint8_t *b, size_t n)
+{
+    size_t i = 2;
+    long v[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        for (;;) { /* whitespace and # comments */
+            while (i < n && isspace(b[i]))
+                i++;
+            if (i < n && b[i] == '#') {
+                while (i < n && b[i] != '\n' && b[i] != '\r')
+                    i++;
+                continue;
+            }
+            break;
+        }
+        if (i >= n || !isdigit(b[i]))
+            return 0;
+        while (i < n && isdigit(b[i]) && v[k] < 1000000)
+            v[k] = v[k] * 10 + (b[i++] - '0');
+    }
+    return v[2];
+}
+
+static fn_status stb_error(const char *name, const char *what)
+{
+    const char *why = stbi_failure_reason();
+    if (!why)
+        why = "unknown reason";
+    if (strcmp(why, "outofmem") == 0)
+        return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory while decoding", name);
+    return fn_fail(FN_ERR_FORMAT, "%s: %s (stb_image: %s)", name, what, why);
+}
+
+fn_status image_decode_stb(const uint8_t *buf, size_t len, const char *name, image_rgb *out)
+{
+    if (len > INT_MAX) /* stb takes an int length */
+        return fn_fail(FN_ERR_FORMAT, "%s: file too large (%zu bytes)", name, len);
+    if (len >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6')) {
+        long maxval = pnm_maxval(buf, len);
+        if (maxval > 255)
+            return fn_fail(FN_ERR_FORMAT, "%s: 16-bit PGM/PPM (maxval %ld) is not supported", name,
+                           maxval);
+    }
+
+    /* Header first, so a forged size is refused before any allocation. */
+    int w, h, comp;
+    if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp))
+        return stb_error(name, "not a readable image");
+    long long pixels = (long long)w * h;
+    if (w <= 0 || h <= 0 || pixels > IMAGE_MAX_PIXELS)
+        return fn_fail(FN_ERR_FORMAT, "%s: image too large (%d x %d pixels; the limit is %lld)", name,
+                       w, h, (long long)IMAGE_MAX_PIXELS);
+    if (pixels > (long long)len * STB_MAX_PIXELS_PER_BYTE)
+        return fn_fail(FN_ERR_FORMAT,
+                       "%s: header claims %d x %d pixels, more than %zu bytes can encode "
+                       "(a corrupt or malicious file)",
+                       name, w, h, len);
+
+    /* 3 channels: grey is replicated, alpha dropped (as PIL's convert("RGB")),
+     * 16-bit PNG samples cut to their high byte. */
+    uint8_t *px = stbi_load_from_memory(buf, (int)len, &w, &h, &comp, 3);
+    if (!px)
+        return stb_error(name, "cannot decode image");
+    out->px = px; /* stb allocates with malloc (STBI_MALLOC's default) */
+    out->w = w;
+    out->h = h;
+    return FN_OK;
+}
