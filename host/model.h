@@ -14,4 +14,8 @@ struct fn_model {
     int verbose;
 };
 
+/* The most threads a model or a decode pool may use: 4 per core, at most
+ * 256 (more only adds switching; 4096 on 2 cores never finished). */
+int model_thread_limit(void);
+
 #endif

@@ -91,6 +91,8 @@ typedef struct fn_model_options {
     float mean[3], std[3];  /* normalisation of [0,1] RGB (std[0] == 0: arch default) */
     int stem_padding;       /* resnet18_cifar stem padding (0: 1; the authors used 2) */
     int verbose;            /* say on stderr which backend was chosen and why */
+    int allow_unused_weights; /* 1: load weights holding tensors the architecture does not
+                                 use (default: refused, naming them: a wrong --arch) */
 } fn_model_options;
 
 FN_API void fn_model_options_init(fn_model_options *o);

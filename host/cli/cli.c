@@ -173,6 +173,7 @@ int cli_model_options(const cli_args *a, fn_model_options *o)
     o->arch = cli_get(a, "arch");
     o->weights = cli_get(a, "weights");
     o->verbose = !cli_has(a, "quiet"); /* which backend, and why */
+    o->allow_unused_weights = cli_has(a, "allow-unused-weights");
     int backend = 0, precision = 0;
     long batch = 0, threads = 0, size = 0, pad = 0;
     if (choose("backend", cli_get(a, "backend"), backends, 3, &backend) ||
