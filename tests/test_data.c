@@ -314,6 +314,36 @@ static void scoring(void)
     CHECK(c->selected == a->selected && test_close(c->react_clip, a->react_clip, 1e-6, 0));
     CHECK(test_close(c->norm_ratio[4], a->norm_ratio[4], 1e-8, 0));
     fn_selection_free(a), fn_selection_free(b), fn_selection_free(c);
+    /* Numbers out of range, not finite or not whole: refused by name, never
+     * converted (a float-to-integer overflow is undefined; ASan aborted). */
+    {
+        FILE *f = fopen("selection.json", "rb");
+        REQUIRE(f);
+        static char text[1 << 16];
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        static const char *const cases[][3] = {
+            {"\"images\": 13", "\"images\": -1", "\"images\" must be a whole number"},
+            {"\"images\": 13", "\"images\": 1e999", "\"images\""},
+            {"\"images\": 13", "\"images\": 2.5", "\"images\" must be a whole number"},
+            {"\"images\": 13", "\"images\": 1e300", "\"images\" must be a whole number"},
+            {"\"seed\": 3", "\"seed\": 1e20", "\"seed\" must be a whole number"},
+            {"\"seed\": 3", "\"seed\": -3", "\"seed\""},
+            {"\"percentile\": 90", "\"percentile\": 1000", "\"percentile\" must be a finite number"},
+            {"\"clip\": ", "\"clip\": -", "\"clip\""},
+        };
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            char *at = strstr(text, cases[k][0]);
+            REQUIRE(at);
+            static char variant[1 << 16];
+            size_t head = (size_t)(at - text);
+            snprintf(variant, sizeof variant, "%.*s%s%s", (int)head, text, cases[k][1],
+                     at + strlen(cases[k][0]));
+            write_text("numbers.json", variant);
+            CHECK_FAILS(fn_selection_read_json("numbers.json", m, &c), FN_ERR_FORMAT, cases[k][2]);
+        }
+    }
     write_text("bad.json", "{\"arch\": \"resnet50\", \"blocks\": [], \"selected\": \"layer1.0\"}");
     CHECK_FAILS(fn_selection_read_json("bad.json", m, &c), FN_ERR_INVALID_ARG, "made for resnet50");
     write_text("bad.json", "{\"arch\": ");
