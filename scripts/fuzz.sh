@@ -20,7 +20,7 @@ status=0
 for t in "${targets[@]}"; do
     mkdir -p "build-fuzz/corpus/$t" "build-fuzz/artifacts/$t"
     log="build-fuzz/fuzz_$t.log"
-    if build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+    if build-fuzz/tests/fuzz/fuzz_"$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
            -max_len=65536 -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t/" \
            "build-fuzz/corpus/$t" "tests/fuzz/corpus/$t" > "$log" 2>&1; then
         echo "fuzz_$t: $(grep -h 'stat::number_of_executed_units' "$log" | awk '{print $2}') runs, no finding"

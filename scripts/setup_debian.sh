@@ -12,5 +12,5 @@ $sudo apt-get install -y -qq --no-install-recommends \
 echo "setup_debian: build-essential cmake pkg-config libopenblas-dev libstb-dev python3 installed"
 # JPEG decoding (the libjpeg-turbo PIL uses); clang with libFuzzer for tests/fuzz
 $sudo apt-get install -y -qq --no-install-recommends \
-    libjpeg62-turbo-dev clang-14 libclang-rt-14-dev > /dev/null
-echo "setup_debian: libjpeg62-turbo-dev clang-14 libclang-rt-14-dev installed"
+    libjpeg62-turbo-dev clang-14 libclang-rt-14-dev libomp-14-dev > /dev/null
+echo "setup_debian: libjpeg62-turbo-dev clang-14 libclang-rt-14-dev libomp-14-dev installed"
