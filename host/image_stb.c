@@ -75,6 +75,28 @@ static long pnm_maxval(const uint8_t *b, size_t n)
     return v[2];
 }
 
+/* PNG: stb reserves each IDAT chunk's declared length before reading it, so
+ * a 200-byte file declaring a 1.7 GB chunk cost that much memory (found by
+ * fuzz_image). Every chunk must fit in the file; 0 if one does not, with its
+ * type and length. */
+static int png_chunks_fit(const uint8_t *b, size_t n, char type[5], uint32_t *claimed)
+{
+    size_t i = 8;
+    while (n - i >= 8) {
+        uint32_t len = (uint32_t)b[i] << 24 | (uint32_t)b[i + 1] << 16 | (uint32_t)b[i + 2] << 8 | b[i + 3];
+        memcpy(type, b + i + 4, 4);
+        type[4] = '\0';
+        if ((uint64_t)len + 12 > n - i) {
+            *claimed = len;
+            return 0;
+        }
+        if (memcmp(type, "IEND", 4) == 0)
+            return 1;
+        i += (size_t)len + 12;
+    }
+    return 1; /* no IEND: stb reports the missing data itself */
+}
+
 static fn_status stb_error(const char *name, const char *what)
 {
     const char *why = stbi_failure_reason();
@@ -94,6 +116,17 @@ fn_status image_decode_stb(const uint8_t *buf, size_t len, const char *name, ima
         if (maxval > 255)
             return fn_fail(FN_ERR_FORMAT, "%s: 16-bit PGM/PPM (maxval %ld) is not supported", name,
                            maxval);
+    }
+
+    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    char type[5];
+    uint32_t claimed = 0;
+    if (len >= 8 && memcmp(buf, png_magic, 8) == 0 && !png_chunks_fit(buf, len, type, &claimed)) {
+        for (int k = 0; k < 4; k++)
+            if (!isprint((unsigned char)type[k]))
+                type[k] = '?';
+        return fn_fail(FN_ERR_FORMAT, "%s: truncated or corrupt PNG (chunk '%s' claims %u bytes, "
+                       "more than the %zu-byte file holds)", name, type, claimed, len);
     }
 
     /* Header first, so a forged size is refused before any allocation. */

@@ -604,6 +604,25 @@ static void check_threads(void)
     list_free(&l);
 }
 
+/* ---- inputs found by tests/fuzz, kept in its corpus ---------------------- */
+
+static void check_fuzz_findings(void)
+{
+    image_rgb im = {0};
+    /* a 195-byte PNG declaring a 1.7 GB IDAT chunk: stb reserved it all */
+    CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/fuzz_png_idat_length.png", &im),
+                FN_ERR_FORMAT, "chunk 'IDAT' claims 1734829927 bytes");
+    /* issue #13's crash inputs: refused with a reason, never decoded */
+    CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/issue13_pgm16.pgm", &im),
+                FN_ERR_FORMAT, "16-bit PGM/PPM");
+    CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/issue13_pic_named.png", &im),
+                FN_ERR_FORMAT, "unknown image type");
+    CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/issue13_bad_huffman.jpg", &im),
+                FN_ERR_FORMAT, "corrupt JPEG");
+    CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/issue13_tga_bomb.tga", &im),
+                FN_ERR_FORMAT, "more than 22 bytes can encode");
+}
+
 /* ---- real JPEGs: bit-exact with PIL's decode --------------------------- */
 
 /* tests/fixtures/images/jpeg_pil.txt (scripts/make_jpeg_fixtures.py) holds
@@ -685,6 +704,7 @@ int main(void)
     check_bad_files();
     sweep_shared_jpegs();
     check_jpeg_pil();
+    check_fuzz_findings();
     check_threads();
 
     remove_tmpdir();
