@@ -43,11 +43,25 @@
 #pragma GCC diagnostic pop
 #endif
 
-/* The most pixels one byte of any of these formats can expand to: deflate
- * tops out near 1032:1 and a 1-bit PNG packs 8 pixels a byte; GIF's LZW,
- * TGA's RLE (128 pixels a 2-byte packet) and BMP stay far below. A header
- * claiming more is a decompression bomb or a lie. */
-#define STB_MAX_PIXELS_PER_BYTE 8256
+/* The most pixels one byte of each format can expand to; a header claiming
+ * more is a decompression bomb or a lie (stb fills missing data silently).
+ * PNG: deflate tops out near 1032:1, a 1-bit image packs 8 pixels a byte.
+ * GIF: a 12-bit LZW code stands for at most 4096 pixels. BMP: 1 bit a pixel
+ * (stb reads no RLE BMP). PNM: 1 byte a pixel. TGA, stb's last resort for
+ * bytes it cannot place (any text file may pass its test): RLE packets of
+ * 128 pixels in 2 bytes. */
+static long long max_pixels_per_byte(const uint8_t *b, size_t n)
+{
+    if (n >= 4 && b[0] == 0x89 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G')
+        return 8256;
+    if (n >= 4 && memcmp(b, "GIF8", 4) == 0)
+        return 2731;
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return 8;
+    if (n >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6'))
+        return 1;
+    return 64;
+}
 
 /* PNM: stb 2.27 overflows its buffer converting 16-bit samples, so read the
  * maxval ourselves and refuse 16-bit files before stb sees them. Returns the
@@ -137,7 +151,7 @@ fn_status image_decode_stb(const uint8_t *buf, size_t len, const char *name, ima
     if (w <= 0 || h <= 0 || pixels > IMAGE_MAX_PIXELS)
         return fn_fail(FN_ERR_FORMAT, "%s: image too large (%d x %d pixels; the limit is %lld)", name,
                        w, h, (long long)IMAGE_MAX_PIXELS);
-    if (pixels > (long long)len * STB_MAX_PIXELS_PER_BYTE)
+    if (pixels > (long long)len * max_pixels_per_byte(buf, len))
         return fn_fail(FN_ERR_FORMAT,
                        "%s: header claims %d x %d pixels, more than %zu bytes can encode "
                        "(a corrupt or malicious file)",

@@ -612,6 +612,10 @@ static void check_fuzz_findings(void)
     /* a 195-byte PNG declaring a 1.7 GB IDAT chunk: stb reserved it all */
     CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/fuzz_png_idat_length.png", &im),
                 FN_ERR_FORMAT, "chunk 'IDAT' claims 1734829927 bytes");
+    /* a 143-byte text file (a list) that stb's lenient TGA test accepts as
+     * 8308 x 53 pixels: 0.8 s under ASan each time a list named itself */
+    CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/list/fuzz_text_as_tga.txt", &im),
+                FN_ERR_FORMAT, "more than 143 bytes can encode");
     /* issue #13's crash inputs: refused with a reason, never decoded */
     CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/issue13_pgm16.pgm", &im),
                 FN_ERR_FORMAT, "16-bit PGM/PPM");
