@@ -73,11 +73,39 @@ static int compare_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Every image file under dir, recursively; hidden entries skipped. */
-static fn_status walk(fn_dataset *d, const char *dir, int depth)
+/* Folders already walked, by (device, inode): a link back to a folder on the
+ * path (a -> .) would otherwise be walked again and again, exponentially
+ * with two such links. */
+typedef struct walk_seen {
+    struct { dev_t dev; ino_t ino; } *ids;
+    size_t n, cap;
+} walk_seen;
+
+/* 1 if new (and now remembered), 0 if seen before, -1 out of memory. */
+static int remember_dir(walk_seen *seen, const struct stat *st)
+{
+    for (size_t i = 0; i < seen->n; i++)
+        if (seen->ids[i].dev == st->st_dev && seen->ids[i].ino == st->st_ino)
+            return 0;
+    if (seen->n == seen->cap) {
+        size_t cap = seen->cap ? seen->cap * 2 : 64;
+        void *p = realloc(seen->ids, cap * sizeof *seen->ids);
+        if (!p)
+            return -1;
+        seen->ids = p;
+        seen->cap = cap;
+    }
+    seen->ids[seen->n].dev = st->st_dev;
+    seen->ids[seen->n++].ino = st->st_ino;
+    return 1;
+}
+
+/* Every image file under dir, recursively; hidden entries skipped; a folder
+ * reached a second time (through a link) skipped with a warning. */
+static fn_status walk(fn_dataset *d, const char *dir, int depth, walk_seen *seen)
 {
     if (depth > 64)
-        return fn_fail(FN_ERR_INVALID_ARG, "%s: folders nested too deeply (a link loop?)", dir);
+        return fn_fail(FN_ERR_INVALID_ARG, "%s: folders nested too deeply (over 64 levels)", dir);
     DIR *dp = opendir(dir);
     if (!dp)
         return fn_fail(FN_ERR_IO, "%s: cannot list folder: %s", dir, strerror(errno));
@@ -93,7 +121,14 @@ static fn_status walk(fn_dataset *d, const char *dir, int depth)
         } else if (stat(path, &st) != 0) {
             free(path); /* a dangling link: not an image we can read, not an error */
         } else if (S_ISDIR(st.st_mode)) {
-            s = walk(d, path, depth + 1);
+            int fresh = remember_dir(seen, &st);
+            if (fresh < 0)
+                s = fn_fail(FN_ERR_NO_MEMORY, "out of host memory listing folders");
+            else if (fresh)
+                s = walk(d, path, depth + 1, seen);
+            else
+                fprintf(stderr, "featurenorm: %s: skipped, a folder already listed (a link loop?)\n",
+                        path);
             free(path);
         } else if (S_ISREG(st.st_mode) && has_ext(e->d_name, image_exts)) {
             s = add_item(d, path, -1, -1, -1);
@@ -137,7 +172,13 @@ static fn_status label_by_folder(fn_dataset *d, const char *root)
 
 static fn_status open_folder(fn_dataset *d, const char *root, int labels)
 {
-    FN_TRY(walk(d, root, 0));
+    walk_seen seen = {0};
+    struct stat st;
+    if (stat(root, &st) == 0 && remember_dir(&seen, &st) < 0)
+        return fn_fail(FN_ERR_NO_MEMORY, "out of host memory listing folders");
+    fn_status s = walk(d, root, 0, &seen);
+    free(seen.ids);
+    FN_TRY(s);
     if (d->n > 1)
         qsort(d->items, d->n, sizeof *d->items, compare_names);
     return labels ? label_by_folder(d, root) : FN_OK;
@@ -192,7 +233,7 @@ static fn_status open_list(fn_dataset *d, const char *list)
 static fn_status add_cifar_file(fn_dataset *d, const char *path)
 {
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block us */
     struct stat st;
     if (fd < 0)
         return fn_fail(FN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -234,33 +275,71 @@ static fn_status add_cifar_file(fn_dataset *d, const char *path)
     return s;
 }
 
+static int is_cifar_name(const char *name)
+{
+    return (strncmp(name, "data_batch_", 11) == 0 && has_ext(name, (const char *const[]){"bin", NULL})) ||
+           strcmp(name, "test_batch.bin") == 0 || strcmp(name, "train.bin") == 0 ||
+           strcmp(name, "test.bin") == 0;
+}
+
+/* A folder of CIFAR batches: every data_batch_*.bin (all of them, sorted), or
+ * else the one test file there, test_batch.bin (CIFAR-10) or, for CIFAR-100,
+ * train.bin (or test.bin alone). Training batches win when both are present,
+ * as the datasets ship them side by side. */
 static fn_status open_cifar_folder(fn_dataset *d, const char *root, int *found)
 {
+    *found = 0;
     DIR *dp = opendir(root);
     if (!dp)
         return fn_fail(FN_ERR_IO, "%s: cannot list folder: %s", root, strerror(errno));
-    char *names[64];
-    int n = 0, train100 = 0;
-    struct dirent *e;
-    while ((e = readdir(dp)) && n < 64)
-        if (strncmp(e->d_name, "data_batch_", 11) == 0 && has_ext(e->d_name, (const char *const[]){"bin", NULL}))
-            names[n++] = strdup(e->d_name);
-        else if (strcmp(e->d_name, "train.bin") == 0)
-            train100 = 1;
-    closedir(dp);
-    if (n == 0 && train100)
-        names[n++] = strdup("train.bin");
-    *found = n > 0;
-    qsort(names, (size_t)n, sizeof *names, compare_str);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int test10 = 0, train100 = 0, test100 = 0;
     fn_status s = FN_OK;
-    for (int i = 0; i < n; i++) {
+    struct dirent *e;
+    while (s == FN_OK && (e = readdir(dp))) {
+        if (!is_cifar_name(e->d_name))
+            continue;
+        test10 |= strcmp(e->d_name, "test_batch.bin") == 0;
+        train100 |= strcmp(e->d_name, "train.bin") == 0;
+        test100 |= strcmp(e->d_name, "test.bin") == 0;
+        if (strncmp(e->d_name, "data_batch_", 11) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **p = realloc(names, cap * sizeof *names);
+            if (!p) {
+                s = fn_fail(FN_ERR_NO_MEMORY, "out of host memory");
+                break;
+            }
+            names = p;
+        }
+        if (!(names[n] = fn_strdup(e->d_name)))
+            s = FN_ERR_NO_MEMORY;
+        else
+            n++;
+    }
+    closedir(dp);
+    const char *single = test10 ? "test_batch.bin" : train100 ? "train.bin" : test100 ? "test.bin" : NULL;
+    if (s == FN_OK && n == 0 && single) {
+        names = malloc(sizeof *names);
+        if (!names || !(names[0] = fn_strdup(single)))
+            s = fn_fail(FN_ERR_NO_MEMORY, "out of host memory");
+        else
+            n = 1;
+    }
+    *found = n > 0;
+    if (n > 1)
+        qsort(names, n, sizeof *names, compare_str);
+    for (size_t i = 0; i < n; i++) {
         if (s == FN_OK) {
-            char *path = names[i] ? join(root, names[i]) : NULL;
+            char *path = join(root, names[i]);
             s = path ? add_cifar_file(d, path) : fn_fail(FN_ERR_NO_MEMORY, "out of host memory");
             free(path);
         }
         free(names[i]);
     }
+    free(names);
     return s;
 }
 

@@ -1,26 +1,26 @@
-/* image.c: image files to 8-bit RGB (Debian's libstb decoder) and the
- * resize/crop of torchvision's PIL eval transforms, bit-exact with Pillow 9.x
+/* image.c: image files to 8-bit RGB (JPEG through libjpeg-turbo, the rest
+ * through stb_image: image_jpeg.c, image_stb.c) and the resize/crop of
+ * torchvision's PIL eval transforms, bit-exact with Pillow 9.x
  * Image.resize(BILINEAR) on RGB images.
  *
- * Everything here is reentrant: no globals are written. stb_image keeps its
- * failure reason in a thread-local in Debian's build (libstb.so is compiled as
- * C11, so STBI_THREAD_LOCAL is _Thread_local), and we never touch stb's
- * process-wide settings (flip on load, iPhone PNG, HDR gamma). */
-#define _POSIX_C_SOURCE 200809L /* fileno, fstat */
+ * Everything here is reentrant: no globals are written (stb keeps its failure
+ * reason in a thread-local, libjpeg its state in the decompress object). */
+#define _POSIX_C_SOURCE 200809L /* fstat, O_CLOEXEC */
 
 #include "image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#include <stb/stb_image.h>
+#include <unistd.h>
 
 #include "error.h"
+#include "image_codecs.h"
 
 /* The coefficient arithmetic must round exactly as Pillow's does: no fused
  * multiply-add. GCC contracts only in GNU modes (we build -std=c11); clang
@@ -28,11 +28,6 @@
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
-
-/* Pillow's DecompressionBombError limit (2 x MAX_IMAGE_PIXELS): the reference
- * pipeline refuses bigger images, and it keeps a forged header from asking
- * for gigabytes (stb alone allows up to 2^31 bytes). */
-#define IMAGE_MAX_PIXELS 178956970LL
 
 /* Pillow's fixed point for 8-bit images: 8 bits of pixel, 2 spare bits for
  * filters with negative lobes, the rest fraction. */
@@ -42,8 +37,8 @@ static const char *display_name(const char *name) { return name ? name : "(memor
 
 /* ---- truncated JPEG check ---------------------------------------------- */
 
-/* stb_image decodes a JPEG cut short without complaint (missing entropy data
- * reads as zeros, a grey or smeared lower part), where PIL raises "image file
+/* Decoders take a JPEG cut short without complaint (missing entropy data
+ * reads as zeros, a grey or smeared lower part; libjpeg only warns), where PIL raises "image file
  * is truncated". Rule: walk the marker segments from SOI, skipping each
  * segment by its length (so an EXIF thumbnail's own EOI inside APP1 does not
  * count) and each scan's entropy-coded data (where FF is only followed by 00
@@ -99,16 +94,6 @@ void image_free(image_rgb *im)
     im->w = im->h = 0;
 }
 
-static fn_status stb_error(const char *name, const char *what)
-{
-    const char *why = stbi_failure_reason();
-    if (!why)
-        why = "unknown reason";
-    if (strcmp(why, "outofmem") == 0)
-        return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory while decoding", name);
-    return fn_fail(FN_ERR_FORMAT, "%s: %s (stb_image: %s)", name, what, why);
-}
-
 fn_status image_decode(const uint8_t *buf, size_t len, const char *name, image_rgb *out)
 {
     name = display_name(name);
@@ -120,40 +105,18 @@ fn_status image_decode(const uint8_t *buf, size_t len, const char *name, image_r
         return fn_fail(FN_ERR_FORMAT, "%s: empty file", name);
     if (!buf)
         return fn_fail(FN_ERR_INVALID_ARG, "%s: image_decode: no data", name);
-    if (len > INT_MAX) /* stb takes an int length */
-        return fn_fail(FN_ERR_FORMAT, "%s: file too large (%zu bytes)", name, len);
-    if (len >= 2 && buf[0] == 0xFF && buf[1] == 0xD8 && !jpeg_is_complete(buf, len))
-        return fn_fail(FN_ERR_FORMAT, "%s: truncated JPEG (no end-of-image marker after the image data)",
-                       name);
-
-    /* Header first, so a forged size is refused before any allocation. */
-    int w, h, comp;
-    if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp))
-        return stb_error(name, "not a readable image");
-    if (w <= 0 || h <= 0 || (long long)w * h > IMAGE_MAX_PIXELS)
-        return fn_fail(FN_ERR_FORMAT, "%s: image too large (%d x %d pixels; the limit is %lld)", name,
-                       w, h, IMAGE_MAX_PIXELS);
-
-    /* 3 channels: grey is replicated, alpha dropped (as PIL's convert("RGB")),
-     * CMYK converted, 16-bit samples cut to their high byte. */
-    uint8_t *px = stbi_load_from_memory(buf, (int)len, &w, &h, &comp, 3);
-    if (!px)
-        return stb_error(name, "cannot decode image");
-    /* Copy into our own allocation so image_free() is plain free() for decoded
-     * and resized images alike (stb may be built with another allocator). */
-    size_t bytes = (size_t)w * (size_t)h * 3;
-    out->px = malloc(bytes);
-    if (!out->px) {
-        stbi_image_free(px);
-        return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory (%zu bytes for %d x %d pixels)", name,
-                       bytes, w, h);
+    /* The format comes from the bytes, as PIL and stb pick it. */
+    if (len >= 2 && buf[0] == 0xFF && buf[1] == 0xD8) {
+        if (!jpeg_is_complete(buf, len))
+            return fn_fail(FN_ERR_FORMAT,
+                           "%s: truncated JPEG (no end-of-image marker after the image data)", name);
+        return image_decode_jpeg(buf, len, name, out);
     }
-    memcpy(out->px, px, bytes);
-    stbi_image_free(px);
-    out->w = w;
-    out->h = h;
-    return FN_OK;
+    return image_decode_stb(buf, len, name, out);
 }
+
+/* Files are read whole; anything bigger is no image we can decode. */
+#define IMAGE_MAX_FILE_BYTES (1LL << 30)
 
 fn_status image_load(const char *path, image_rgb *out)
 {
@@ -163,53 +126,50 @@ fn_status image_load(const char *path, image_rgb *out)
     out->w = out->h = 0;
     if (!path)
         return fn_fail(FN_ERR_INVALID_ARG, "image_load: no path");
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Only regular files: /dev/zero never ends and a FIFO blocks in open()
+     * (O_NONBLOCK) or read() until a writer comes, so look before reading. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return fn_fail(FN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         int e = errno;
-        fclose(f);
+        close(fd);
         return fn_fail(FN_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
     }
-    if (S_ISDIR(st.st_mode)) { /* fopen() opens directories for reading on Linux */
-        fclose(f);
-        return fn_fail(FN_ERR_IO, "%s: is a directory, not an image file", path);
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fn_fail(FN_ERR_IO, "%s: not a regular file (%s)", path,
+                       S_ISDIR(st.st_mode) ? "is a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+                       : S_ISCHR(st.st_mode) ? "a character device" : S_ISSOCK(st.st_mode) ? "a socket"
+                       : "a device");
     }
-
-    /* Read to EOF rather than trusting st_size (pipes, files that grow). */
-    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
-    size_t n = 0;
-    uint8_t *buf = malloc(cap);
+    if ((long long)st.st_size > IMAGE_MAX_FILE_BYTES) {
+        close(fd);
+        return fn_fail(FN_ERR_FORMAT, "%s: %lld bytes; image files are limited to %lld", path,
+                       (long long)st.st_size, IMAGE_MAX_FILE_BYTES);
+    }
+    size_t size = (size_t)st.st_size, n = 0;
+    uint8_t *buf = malloc(size ? size : 1);
     if (!buf) {
-        fclose(f);
-        return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory reading %zu bytes", path, cap);
+        close(fd);
+        return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory reading %zu bytes", path, size);
     }
-    for (;;) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
+    while (n < size) { /* a file that shrinks meanwhile is decoded as read */
+        ssize_t got = read(fd, buf + n, size - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return fn_fail(FN_ERR_IO, "%s: read error: %s", path, strerror(e));
+        }
+        if (got == 0)
             break;
-        if (cap > (size_t)INT_MAX) { /* stb cannot take it anyway */
-            free(buf);
-            fclose(f);
-            return fn_fail(FN_ERR_FORMAT, "%s: file too large (over %d bytes)", path, INT_MAX);
-        }
-        uint8_t *bigger = realloc(buf, cap * 2);
-        if (!bigger) {
-            free(buf);
-            fclose(f);
-            return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory reading %zu bytes", path, cap * 2);
-        }
-        buf = bigger;
-        cap *= 2;
+        n += (size_t)got;
     }
-    if (ferror(f)) {
-        int e = errno;
-        free(buf);
-        fclose(f);
-        return fn_fail(FN_ERR_IO, "%s: read error: %s", path, strerror(e));
-    }
-    fclose(f);
+    close(fd);
     fn_status s = image_decode(buf, n, path, out);
     free(buf);
     return s;

@@ -8,15 +8,24 @@
 
 #include "featurenorm.h"
 
+/* The one cap on image size, checked from the header before decoding: a
+ * forged header cannot ask for gigabytes (64 Mpx is 192 MB of RGB; Pillow's
+ * own bomb limit is 179 Mpx, far beyond any photo the models take). */
+#ifndef FN_FUZZING
+#define IMAGE_MAX_PIXELS (64LL << 20)
+#else /* fuzz builds: 4 Mpx, so a fuzzer's legal but huge images do not time out */
+#define IMAGE_MAX_PIXELS (4LL << 20)
+#endif
+
 typedef struct image_rgb {
     uint8_t *px;  /* h x w x 3, row-major */
     int w, h;
 } image_rgb;
 
 /* PNG, JPEG (baseline, progressive, grayscale, CMYK), BMP, GIF (first frame),
- * TGA, PPM; always converted to 8-bit RGB. `name` is used in messages only.
+ * TGA, 8-bit PGM/PPM; always converted to 8-bit RGB, JPEG bit-exact with PIL. `name` is used in messages only.
  * Errors: FN_ERR_IO (unreadable file), FN_ERR_FORMAT (not an image, corrupt,
- * truncated, zero bytes). */
+ * truncated, zero bytes, over IMAGE_MAX_PIXELS). */
 fn_status image_load(const char *path, image_rgb *out);
 fn_status image_decode(const uint8_t *buf, size_t len, const char *name, image_rgb *out);
 void image_free(image_rgb *im);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "error.h"
@@ -33,6 +34,45 @@ static fn_status unknown_arch(const char *name)
     for (int i = 0; i < arch_count() && o < sizeof list; i++)
         o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", arch_at(i)->name);
     return fn_fail(FN_ERR_NOT_FOUND, "unknown architecture '%s' (known: %s)", name, list);
+}
+
+int model_thread_limit(void)
+{
+    int limit = 4 * omp_get_num_procs();
+    return limit < 4 ? 4 : limit > 256 ? 256 : limit;
+}
+
+/* Host memory the CPU backend may take for activations: half of this
+ * machine's memory (a batch beyond it swaps or is killed, not slow). */
+static double host_activation_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double total = pages > 0 && page > 0 ? (double)pages * (double)page : 8e9;
+    return total / 2;
+}
+
+/* Strict loading: every tensor of the weights must be one the architecture
+ * read (BatchNorm's num_batches_tracked counters aside); extra tensors mean
+ * the wrong --arch, e.g. ResNet-56 weights loaded as ResNet-20. */
+static fn_status check_unused(const st_file *w, const char *arch)
+{
+    int unused = 0;
+    char list[512] = "";
+    size_t o = 0;
+    for (int i = 0; i < st_count(w); i++) {
+        const char *name = st_at(w, i)->name;
+        size_t len = strlen(name);
+        if (st_was_read(w, i) || (len >= 19 && strcmp(name + len - 19, "num_batches_tracked") == 0))
+            continue;
+        if (unused++ < 4 && o < sizeof list)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s'%s'", unused > 1 ? ", " : "", name);
+    }
+    if (!unused)
+        return FN_OK;
+    return fn_fail(FN_ERR_FORMAT,
+                   "%s: %d tensor%s that %s does not use (%s%s): the wrong --arch? "
+                   "(--allow-unused-weights / allow_unused_weights loads it anyway)",
+                   st_path(w), unused, unused > 1 ? "s" : "", arch, list, unused > 4 ? ", ..." : "");
 }
 
 /* Picks the backend: CUDA when asked or when AUTO finds a usable device. */
@@ -79,6 +119,9 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     for (int c = 0; c < 3 && o->std[0] != 0; c++)
         if (!(o->std[c] > 0) || !isfinite(o->mean[c]))
             return fn_fail(FN_ERR_INVALID_ARG, "normalisation std must be positive and mean finite");
+    if (o->threads > model_thread_limit())
+        return fn_fail(FN_ERR_INVALID_ARG, "%d threads is over the limit of %d (4 per core, %d cores, "
+                       "at most 256)", o->threads, model_thread_limit(), omp_get_num_procs());
     if (o->backend == FN_BACKEND_CPU && o->precision != FN_PRECISION_FP32 &&
         o->precision != FN_PRECISION_BF16)
         return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 or bf16 (asked for %s)",
@@ -106,6 +149,8 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
             goto fail;
         arch_options ao = {o->stem_padding};
         s = arch_build(a, weights, o->input_size, &ao, &m->net);
+        if (s == FN_OK && weights && !o->allow_unused_weights)
+            s = check_unused(weights, a->name);
         st_close(weights); /* every parameter is copied (and BN-folded) into the net */
     }
     if (s != FN_OK)
@@ -116,6 +161,15 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     }
     /* Small images: large batches keep the GEMMs and the GPU busy. */
     m->max_batch = o->max_batch > 0 ? o->max_batch : m->net.input_size <= 64 ? 256 : 64;
+    double per_image = (double)m->net.arena_elems * sizeof(float), limit = host_activation_limit();
+    if (o->backend != FN_BACKEND_CUDA && per_image * m->max_batch > limit) {
+        s = fn_fail(FN_ERR_INVALID_ARG,
+                    "batch %d needs %.1f GB of activations (%.0f KB per image) on the CPU; the limit "
+                    "is %.1f GB (half of this machine's memory), so at most batch %d",
+                    m->max_batch, per_image * m->max_batch / 1e9, per_image / 1e3, limit / 1e9,
+                    (int)(limit / per_image));
+        goto fail;
+    }
     if (m->net.has_weights && (s = create_backend(m, o->backend)) != FN_OK)
         goto fail;
     *out = m;

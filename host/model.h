@@ -18,4 +18,8 @@ struct fn_model {
     uint64_t source_hash; /* the weights file's contents: checkpoints name their model */
 };
 
+/* The most threads a model or a decode pool may use: 4 per core, at most
+ * 256 (more only adds switching; 4096 on 2 cores never finished). */
+int model_thread_limit(void);
+
 #endif

@@ -222,6 +222,24 @@ static int read_bn(net_builder *nb, const char *bn, int c, double *scale, double
 
 static const net_tensor *tensor(const net_builder *nb, int t) { return &nb->net->tensors[t]; }
 
+/* After BatchNorm folding: a finite gamma over a zero variance can still fold
+ * to inf (3e38 / sqrt(1e-5)), which would make every score NaN. */
+static int folded_finite(net_builder *nb, const net_op *op, size_t n_w, int n_b)
+{
+    for (size_t i = 0; i < n_w; i++)
+        if (!isfinite(op->w[i]))
+            return fail(nb, fn_fail(FN_ERR_FORMAT,
+                                    "%s: layer '%s': folding its BatchNorm gives a non-finite weight "
+                                    "(element %zu; gamma / sqrt(running_var + eps) overflows float32)",
+                                    st_path(nb->weights), op->name, i)), 0;
+    for (int i = 0; i < n_b; i++)
+        if (!isfinite(op->b[i]))
+            return fail(nb, fn_fail(FN_ERR_FORMAT,
+                                    "%s: layer '%s': folding its BatchNorm gives a non-finite bias "
+                                    "(channel %d)", st_path(nb->weights), op->name, i)), 0;
+    return 1;
+}
+
 int nb_input(net_builder *nb, int size)
 {
     int t = add_tensor(nb, 3, size, size);
@@ -291,7 +309,7 @@ int nb_conv(net_builder *nb, int in, const char *conv, const char *bn, int cout,
             op->b[o] = (float)(op->b[o] * scale[o] + shift[o]);
         }
         free(scale);
-        if (!ok)
+        if (!ok || !folded_finite(nb, op, (size_t)cout * per_out, cout))
             return -1;
     }
     return op->out;
@@ -319,7 +337,7 @@ int nb_affine_bn(net_builder *nb, int in, const char *bn, net_act act)
     for (int c = 0; ok && c < x.c; c++)
         op->w[c] = (float)scale[c], op->b[c] = (float)scale[x.c + c];
     free(scale);
-    return ok ? op->out : -1;
+    return ok && folded_finite(nb, op, (size_t)x.c, x.c) ? op->out : -1;
 }
 
 int nb_maxpool(net_builder *nb, int in, int k, int stride, int pad)

@@ -35,14 +35,18 @@ fn_status pass_settings_resolve(fn_model *m, const fn_dataset *d, const fn_run_o
         return fn_fail(FN_ERR_INVALID_ARG, "an option is out of range");
     if (o->ranks > 1 && (o->rank < 0 || o->rank >= o->ranks))
         return fn_fail(FN_ERR_INVALID_ARG, "rank %d of %d", o->rank, o->ranks);
+    if (o->decode_threads > model_thread_limit())
+        return fn_fail(FN_ERR_INVALID_ARG, "%d decode threads is over the limit of %d (4 per core, at "
+                       "most 256)", o->decode_threads, model_thread_limit());
     int batch = o->batch > 0 ? o->batch : m->max_batch / per_image;
     if (o->batch > 0 && (long)batch * per_image > m->max_batch)
         return fn_fail(FN_ERR_INVALID_ARG, "batch %d needs max_batch >= %d (the model has %d)", batch,
                        batch * per_image, m->max_batch);
-    if (batch < 1)
+    if (batch < 1) /* select: each image goes with its Jigsaw copy */
         return fn_fail(FN_ERR_INVALID_ARG,
-                       "max_batch %d is too small: this pass runs %d rows per image (batch >= %d)",
-                       m->max_batch, per_image, per_image);
+                       "this pass runs %d rows per image (the image and its Jigsaw copy), so it "
+                       "needs a model max_batch (--batch) of at least %d; it is %d",
+                       per_image, per_image, m->max_batch);
     ps->batch = batch;
     ps->preset = o->preset == FN_PRESET_AUTO ? m->net.preset : o->preset;
     ps->threads = o->decode_threads > 0 ? o->decode_threads : m->threads;

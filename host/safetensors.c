@@ -18,7 +18,10 @@
 #include "error.h"
 #include "json.h"
 
-#define ST_MAX_HEADER (100u << 20) /* the format's own limit is 100 MB */
+/* The format allows 100 MB of header, but parsing that much JSON costs
+ * gigabytes and seconds; a real network's header is kilobytes (ResNet-50's
+ * 30 KB, a large language model's about 1 MB). Checked before parsing. */
+#define ST_MAX_HEADER (8u << 20)
 
 struct st_file {
     char *path;
@@ -28,6 +31,7 @@ struct st_file {
     size_t data_len;
     st_tensor *tensors;
     int n_tensors;
+    unsigned char *read; /* per tensor: 1 once st_read_f32 copied it */
 };
 
 static const struct {
@@ -137,26 +141,38 @@ static fn_status parse_header(st_file *f, const char *text, size_t len)
         f->n_tensors++;
     }
     qsort(f->tensors, (size_t)f->n_tensors, sizeof *f->tensors, compare_name);
+    if (!(f->read = fn_calloc((size_t)f->n_tensors + 1, 1))) {
+        s = FN_ERR_NO_MEMORY;
+        goto done;
+    }
     for (int i = 1; i < f->n_tensors; i++)
         if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
             s = bad(f, f->tensors[i].name, "named twice in the header");
             goto done;
         }
-    /* No two tensors may share bytes: sort by offset and compare neighbours. */
+    /* No two tensors may share bytes: sort by offset and compare each with the
+     * furthest-reaching tensor before it. Empty tensors hold no bytes and are
+     * left out (one between two overlapping tensors hid the overlap). */
     st_tensor **order = fn_calloc((size_t)f->n_tensors + 1, sizeof *order);
     if (!order) {
         s = FN_ERR_NO_MEMORY;
         goto done;
     }
+    int n_order = 0;
     for (int i = 0; i < f->n_tensors; i++)
-        order[i] = &f->tensors[i];
-    qsort(order, (size_t)f->n_tensors, sizeof *order, compare_begin);
-    for (int i = 1; i < f->n_tensors; i++)
-        if (order[i]->begin < order[i - 1]->end && order[i]->begin < order[i]->end) {
+        if (f->tensors[i].end > f->tensors[i].begin)
+            order[n_order++] = &f->tensors[i];
+    qsort(order, (size_t)n_order, sizeof *order, compare_begin);
+    const st_tensor *reach = NULL;
+    for (int i = 0; i < n_order; i++) {
+        if (reach && order[i]->begin < reach->end) {
             s = fn_fail(FN_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap in the data section",
-                        f->path, order[i - 1]->name, order[i]->name);
+                        f->path, reach->name, order[i]->name);
             break;
         }
+        if (!reach || order[i]->end > reach->end)
+            reach = order[i];
+    }
     free(order);
 done:
     json_free(root);
@@ -197,7 +213,14 @@ fn_status st_open(const char *path, st_file **out)
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | f->map[i];
-    if (hlen > ST_MAX_HEADER || hlen > f->map_len - 8) {
+    if (hlen > ST_MAX_HEADER) {
+        s = fn_fail(FN_ERR_FORMAT,
+                    "%s: header of %llu bytes is over featurenorm's limit of %u MiB (weights "
+                    "files have headers of kilobytes; not a safetensors file?)",
+                    path, (unsigned long long)hlen, ST_MAX_HEADER >> 20);
+        goto fail;
+    }
+    if (hlen > f->map_len - 8) {
         s = fn_fail(FN_ERR_FORMAT,
                     "%s: header length %llu does not fit in the file (%zu bytes); not a "
                     "safetensors file, or truncated",
@@ -227,6 +250,7 @@ void st_close(st_file *f)
     for (int i = 0; i < f->n_tensors; i++)
         free(f->tensors[i].name);
     free(f->tensors);
+    free(f->read);
     free(f->path);
     free(f);
 }
@@ -234,6 +258,7 @@ void st_close(st_file *f)
 const char *st_path(const st_file *f) { return f->path; }
 int st_count(const st_file *f) { return f->n_tensors; }
 const st_tensor *st_at(const st_file *f, int i) { return &f->tensors[i]; }
+int st_was_read(const st_file *f, int i) { return f->read[i]; }
 
 const st_tensor *st_find(const st_file *f, const char *name)
 {
@@ -312,5 +337,6 @@ fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_
         if (!isfinite(dst[i]))
             return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at element %zu",
                            f->path, name, i);
+    f->read[t - f->tensors] = 1;
     return FN_OK;
 }

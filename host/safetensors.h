@@ -34,6 +34,9 @@ int st_count(const st_file *f);
 const st_tensor *st_at(const st_file *f, int i);
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_dtype_name(st_dtype d);
+/* 1 once tensor i has been read by st_read_f32 (strict loading: every tensor
+ * of a weights file must be used by the architecture). */
+int st_was_read(const st_file *f, int i);
 /* Copy tensor `name` into dst as float32, after checking that it exists, is a
  * float dtype and has exactly this shape. Errors name the file and the tensor. */
 fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_t *shape,

@@ -6,6 +6,7 @@
  * so the two norms of an image come from the same forward call. The ReAct clip
  * is estimated on the way, as a percentile of the ID penultimate features
  * over a uniform reservoir sample (all of them when they fit). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,10 +311,22 @@ static fn_status read_file(const char *path, char **text, size_t *len)
     return FN_OK;
 }
 
-static double number(const json *obj, const char *key, double fallback)
+/* A number of the selection, checked before any conversion (a float to
+ * integer conversion out of range is undefined): absent -> fallback; present
+ * -> a finite number in [lo, hi], and a whole one when `whole`. */
+static fn_status number(const char *path, const json *obj, const char *key, double lo, double hi,
+                        int whole, double fallback, double *out)
 {
     const json *v = json_get(obj, key);
-    return v && v->type == JSON_NUMBER ? v->number : fallback;
+    *out = fallback;
+    if (!v)
+        return FN_OK;
+    if (v->type != JSON_NUMBER || !isfinite(v->number) || v->number < lo || v->number > hi ||
+        (whole && v->number != floor(v->number)))
+        return fn_fail(FN_ERR_FORMAT, "%s: \"%s\" must be a %s from %.17g to %.17g", path, key,
+                       whole ? "whole number" : "finite number", lo, hi);
+    *out = v->number;
+    return FN_OK;
 }
 
 fn_status fn_selection_read_json(const char *path, const fn_model *m, fn_selection **out)
@@ -352,19 +365,30 @@ fn_status fn_selection_read_json(const char *path, const fn_model *m, fn_selecti
                          m->net.blocks[b].name);
             break;
         }
-        s->norm_ratio[b] = number(e, "norm_ratio", 0);
-        s->mean_norm_id[b] = number(e, "mean_norm_id", 0);
-        s->mean_norm_jigsaw[b] = number(e, "mean_norm_jigsaw", 0);
+        if ((st = number(path, e, "norm_ratio", -DBL_MAX, DBL_MAX, 0, 0, &s->norm_ratio[b])) ||
+            (st = number(path, e, "mean_norm_id", -DBL_MAX, DBL_MAX, 0, 0, &s->mean_norm_id[b])) ||
+            (st = number(path, e, "mean_norm_jigsaw", -DBL_MAX, DBL_MAX, 0, 0,
+                         &s->mean_norm_jigsaw[b])))
+            break;
     }
     if (st == FN_OK && (s->selected = fn_model_find_block(m, selected->string)) < 0)
         st = fn_fail(FN_ERR_NOT_FOUND, "%s: selected block '%s' is not a block of %s", path,
                      selected->string, m->net.arch);
+    /* Counts up to 2^53 (exact in a double); the seed below 2^64 (what the
+     * writer prints with %llu; a JSON double rounds above 2^53). */
+    double images = 0, skipped = 0, seed = 0, percentile = 0, clip = 0;
+    if (st == FN_OK)
+        (void)((st = number(path, root, "images", 0, 9007199254740992.0, 1, 0, &images)) ||
+               (st = number(path, root, "skipped", 0, 9007199254740992.0, 1, 0, &skipped)) ||
+               (st = number(path, root, "seed", 0, 18446744073709549568.0, 1, 0, &seed)) ||
+               (st = number(path, react, "percentile", 0, 100, 0, 0, &percentile)) ||
+               (st = number(path, react, "clip", 0, FLT_MAX, 0, 0, &clip)));
     if (st == FN_OK) {
-        s->images = (size_t)number(root, "images", 0);
-        s->skipped = (size_t)number(root, "skipped", 0);
-        s->seed = (uint64_t)number(root, "seed", 0);
-        s->react_percentile = (float)number(react, "percentile", 0);
-        s->react_clip = (float)number(react, "clip", 0);
+        s->images = (size_t)images;
+        s->skipped = (size_t)skipped;
+        s->seed = (uint64_t)seed;
+        s->react_percentile = (float)percentile;
+        s->react_clip = (float)clip;
         *out = s;
     } else {
         fn_selection_free(s);

@@ -89,13 +89,17 @@ typedef struct fn_model_options {
     const char *blocks;     /* ONNX: NULL or "auto", "all", or tensor names "a,b,..." */
     fn_backend backend;     /* AUTO: CUDA when a device is usable, else CPU */
     fn_precision precision; /* FP32 by default */
-    int max_batch;          /* largest n passed to forward (default 64) */
-    int threads;            /* CPU threads for compute and decode (0: all cores) */
+    int max_batch;          /* largest n passed to forward (default 64; on the CPU its
+                               activations may take at most half of the machine's memory) */
+    int threads;            /* CPU threads for compute and decode (0: all cores; at most
+                               4 per core and 256) */
     int input_size;         /* square input side (0: the architecture's, 32 or 224) */
     float mean[3], std[3];  /* normalisation of [0,1] RGB (std[0] == 0: arch default) */
     int stem_padding;       /* resnet18_cifar stem padding (0: 1; the authors used 2) */
     int verbose;            /* say on stderr which backend was chosen and why */
     int device;             /* CUDA device index (default 0; MPI ranks: the node-local rank's) */
+    int allow_unused_weights; /* 1: load weights holding tensors the architecture does not
+                                 use (default: refused, naming them: a wrong --arch) */
 } fn_model_options;
 
 FN_API void fn_model_options_init(fn_model_options *o);

@@ -13,8 +13,8 @@ Writes into tests/fixtures/images/:
     shared data, which itself is never copied here),
   - manifest.txt: one check per line, parsed by the C test.
 
-PNG inputs must match bit for bit (same pixels in, same resize). JPEG decoders
-differ (stb vs libjpeg-turbo), so JPEG lines carry a tolerance instead.
+PNG and JPEG inputs must match bit for bit (same pixels in, same resize; JPEG
+through libjpeg-turbo on both sides). JPEG lines keep a tolerance field, 0.
 Corrupt files (empty, truncated, text named .png) are made by the C test at
 run time, not stored. The output is deterministic (fixed seed).
 """
@@ -140,7 +140,7 @@ def main():
     put("synth_449x300.png", Image.fromarray(synthetic(449, 300)))
     put("synth_120x161.png", Image.fromarray(synthetic(120, 161)))
     put("thin_3x201.png", Image.fromarray(rng.integers(0, 256, (201, 3, 3), dtype=np.uint8)))
-    # JPEGs: decoders differ, so these are compared within a tolerance.
+    # JPEGs: the same libjpeg-turbo decodes them on both sides: exact.
     photo = Image.fromarray(synthetic(48, 32))
     put("rgb_48x32.jpg", photo, quality=90)
     put("progressive_48x32.jpg", photo, quality=90, progressive=True)
@@ -185,7 +185,7 @@ def main():
     preset_case(src, tag, p, "cifar", 32)
     for n in ("rgb_48x32.jpg", "progressive_48x32.jpg", "gray_40x24.jpg", "cmyk_40x24.jpg"):
         src, tag, p = f(n)
-        jpeg_case(src, tag, p, 0.5)  # measured: under 0.1
+        jpeg_case(src, tag, p, 0)  # libjpeg-turbo on both sides: bit-exact
     colour_case("gray", "fix:images/gray_40x24.jpg", made["gray_40x24.jpg"])
     colour_case("cmyk", "fix:images/cmyk_40x24.jpg", made["cmyk_40x24.jpg"])
 

@@ -12,6 +12,8 @@ packages=(
     libopenmpi-dev openmpi-bin           # scale-out: mpirun -n N featurenorm ...
     python3 python3-matplotlib           # scripts/reproduce and its plots (Debian's python3)
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # --model FILE.onnx (reader generated at build)
+    libjpeg62-turbo-dev                  # JPEG: the libjpeg-turbo PIL decodes with, bit-exact
+    clang-14 libclang-rt-14-dev libomp-14-dev   # tests/fuzz (libFuzzer) and the TSan pass
 )
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" > /dev/null

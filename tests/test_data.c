@@ -8,6 +8,7 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include "dataset.h"
 #include "featurenorm.h"
 #include "jigsaw.h"
 #include "test.h"
@@ -148,6 +149,73 @@ static void datasets(void)
     CHECK_FAILS(fn_dataset_open("ds/README.md", NULL, &d), FN_ERR_INVALID_ARG, "ds/README.md: not a folder");
 }
 
+/* ---- hostile inputs (issue #13) ------------------------------------------ */
+
+static void write_cifar(const char *path, int records, int first_label)
+{
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    for (int r = 0; r < records; r++) {
+        fputc(first_label + r, f);
+        for (int i = 0; i < 3072; i++)
+            fputc(i % 251, f);
+    }
+    fclose(f);
+}
+
+static void hostile_datasets(void)
+{
+    fn_dataset *d;
+    /* Two links back to their own folder: listed once, not 2^64 times, and
+     * not an error (a loop used to fail the whole dataset). */
+    mkdir("loop", 0755);
+    write_png("loop/x.png", 8, 8, 5);
+    unlink("loop/a"), unlink("loop/b");
+    REQUIRE(symlink(".", "loop/a") == 0 && symlink(".", "loop/b") == 0);
+    mkdir("loop/sub", 0755);
+    write_png("loop/sub/y.png", 8, 8, 6);
+    unlink("loop/sub/up");
+    REQUIRE(symlink("..", "loop/sub/up") == 0);
+    REQUIRE_OK(fn_dataset_open("loop", NULL, &d));
+    CHECK_MSG(fn_dataset_size(d) == 2, "%zu items", fn_dataset_size(d));
+    fn_dataset_free(d);
+
+    /* List entries that are not regular files are skipped when read, without
+     * reading /dev/zero to its (non-existent) end or blocking on a FIFO. */
+    unlink("fifo.png");
+    REQUIRE(mkfifo("fifo.png", 0644) == 0);
+    write_text("specials.txt", "/dev/zero\nfifo.png\nds\n");
+    REQUIRE_OK(fn_dataset_open("specials.txt", NULL, &d));
+    REQUIRE(fn_dataset_size(d) == 3);
+    image_rgb im = {0};
+    CHECK_FAILS(dataset_read(d, 0, &im), FN_ERR_IO, "/dev/zero: not a regular file");
+    CHECK_FAILS(dataset_read(d, 1, &im), FN_ERR_IO, "fifo.png: not a regular file (a FIFO)");
+    CHECK_FAILS(dataset_read(d, 2, &im), FN_ERR_IO, "is a directory");
+    fn_dataset_free(d);
+    /* A FIFO named .bin: refused at open, not waited on. */
+    unlink("fifo.bin");
+    REQUIRE(mkfifo("fifo.bin", 0644) == 0);
+    CHECK_FAILS(fn_dataset_open("fifo.bin", NULL, &d), FN_ERR_IO, "not a regular file");
+
+    /* CIFAR folders: all data_batch_*.bin (70 here, once cut to 64), and a
+     * folder with test_batch.bin alone, as the header documents. */
+    mkdir("cifar70", 0755);
+    char p[64];
+    for (int i = 1; i <= 70; i++) {
+        snprintf(p, sizeof p, "cifar70/data_batch_%d.bin", i);
+        write_cifar(p, 1, i % 10);
+    }
+    write_cifar("cifar70/test_batch.bin", 2, 0);
+    REQUIRE_OK(fn_dataset_open("cifar70", NULL, &d));
+    CHECK_MSG(fn_dataset_size(d) == 70, "%zu records", fn_dataset_size(d));
+    fn_dataset_free(d);
+    mkdir("cifar_test", 0755);
+    write_cifar("cifar_test/test_batch.bin", 3, 4);
+    REQUIRE_OK(fn_dataset_open("cifar_test", NULL, &d));
+    CHECK(fn_dataset_size(d) == 3 && fn_dataset_label(d, 2) == 6);
+    fn_dataset_free(d);
+}
+
 /* ---- scoring a dataset ---------------------------------------------------- */
 
 static fn_model *load(void)
@@ -252,6 +320,36 @@ static void scoring(void)
     CHECK(c->selected == a->selected && test_close(c->react_clip, a->react_clip, 1e-6, 0));
     CHECK(test_close(c->norm_ratio[4], a->norm_ratio[4], 1e-8, 0));
     fn_selection_free(a), fn_selection_free(b), fn_selection_free(c);
+    /* Numbers out of range, not finite or not whole: refused by name, never
+     * converted (a float-to-integer overflow is undefined; ASan aborted). */
+    {
+        FILE *f = fopen("selection.json", "rb");
+        REQUIRE(f);
+        static char text[1 << 16];
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        static const char *const cases[][3] = {
+            {"\"images\": 13", "\"images\": -1", "\"images\" must be a whole number"},
+            {"\"images\": 13", "\"images\": 1e999", "\"images\""},
+            {"\"images\": 13", "\"images\": 2.5", "\"images\" must be a whole number"},
+            {"\"images\": 13", "\"images\": 1e300", "\"images\" must be a whole number"},
+            {"\"seed\": 3", "\"seed\": 1e20", "\"seed\" must be a whole number"},
+            {"\"seed\": 3", "\"seed\": -3", "\"seed\""},
+            {"\"percentile\": 90", "\"percentile\": 1000", "\"percentile\" must be a finite number"},
+            {"\"clip\": ", "\"clip\": -", "\"clip\""},
+        };
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            char *at = strstr(text, cases[k][0]);
+            REQUIRE(at);
+            static char variant[1 << 16];
+            size_t head = (size_t)(at - text);
+            snprintf(variant, sizeof variant, "%.*s%s%s", (int)head, text, cases[k][1],
+                     at + strlen(cases[k][0]));
+            write_text("numbers.json", variant);
+            CHECK_FAILS(fn_selection_read_json("numbers.json", m, &c), FN_ERR_FORMAT, cases[k][2]);
+        }
+    }
     write_text("bad.json", "{\"arch\": \"resnet50\", \"blocks\": [], \"selected\": \"layer1.0\"}");
     CHECK_FAILS(fn_selection_read_json("bad.json", m, &c), FN_ERR_INVALID_ARG, "made for resnet50");
     write_text("bad.json", "{\"arch\": ");
@@ -264,6 +362,7 @@ int main(void)
 {
     jigsaw();
     datasets();
+    hostile_datasets();
     scoring();
     return test_finish("test_data");
 }

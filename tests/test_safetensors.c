@@ -83,6 +83,22 @@ static void bad_files(void)
     expect_open_fails("offsets.safetensors",
                       "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,8]}}", 24, -1,
                       FN_ERR_FORMAT, "end before they begin");
+    /* An empty tensor between two overlapping ones hid the overlap (issue #13). */
+    expect_open_fails("overlap_empty.safetensors",
+                      "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                      "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                      "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                      16, -1, FN_ERR_FORMAT, "overlap");
+    /* A huge header is refused before it is parsed: instantly, naming the cap. */
+    {
+        size_t big = 100u << 20;
+        char *header = malloc(big + 1);
+        REQUIRE(header);
+        memset(header, ' ', big);
+        header[0] = '{', header[big - 1] = '}', header[big] = '\0';
+        expect_open_fails("bighead.safetensors", header, 0, -1, FN_ERR_FORMAT, "limit of 8 MiB");
+        free(header);
+    }
     expect_open_fails("overlap.safetensors",
                       "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
                       "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
@@ -126,6 +142,44 @@ static void bad_files(void)
     remove("nan.safetensors");
 }
 
+/* A BatchNorm whose gamma and variance are finite but fold to inf (3e38 /
+ * sqrt(0 + 1e-5)): refused at load, naming the layer, instead of NaN scores. */
+static void bn_fold_overflow(void)
+{
+    const char *src = FN_FIXTURES "/models/resnet20_cifar/model.safetensors";
+    FILE *f = fopen(src, "rb");
+    REQUIRE(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len);
+    REQUIRE(b && fread(b, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | b[i];
+    st_file *st;
+    REQUIRE_OK(st_open(src, &st));
+    const st_tensor *g = st_find(st, "layer2.1.bn1.weight"), *v = st_find(st, "layer2.1.bn1.running_var");
+    REQUIRE(g && v && g->dtype == ST_F32 && v->dtype == ST_F32);
+    float big = 3e38f, zero = 0;
+    memcpy(b + 8 + hlen + g->begin, &big, 4);
+    memcpy(b + 8 + hlen + v->begin, &zero, 4);
+    st_close(st);
+    f = fopen("bnfold.safetensors", "wb");
+    REQUIRE(f && fwrite(b, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    free(b);
+    fn_model_options o;
+    fn_model_options_init(&o);
+    o.arch = "resnet20_cifar";
+    o.weights = "bnfold.safetensors";
+    o.backend = FN_BACKEND_CPU;
+    fn_model *m = NULL;
+    CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_FORMAT, "layer 'layer2.1.conv1': folding its BatchNorm gives a non-finite");
+    remove("bnfold.safetensors");
+}
+
 /* Model loading through the public API: wrong architecture, wrong shapes. */
 static void model_errors(void)
 {
@@ -135,8 +189,15 @@ static void model_errors(void)
     o.arch = "resnet20_cifar";
     o.weights = FN_FIXTURES "/models/resnet32_cifar/model.safetensors"; /* more blocks than 20 */
     o.backend = FN_BACKEND_CPU;
-    REQUIRE_OK(fn_model_load(&o, &m)); /* resnet32's weights hold resnet20's too... */
+    /* resnet32's weights hold resnet20's too, and 60 more: refused by name,
+     * unless asked (ResNet-56 weights ran as ResNet-20 at 12% accuracy). */
+    CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_FORMAT,
+                "60 tensors that resnet20_cifar does not use ('layer1.3.bn1.bias'");
+    CHECK(strstr(fn_last_error(), "--allow-unused-weights"));
+    o.allow_unused_weights = 1;
+    REQUIRE_OK(fn_model_load(&o, &m));
     fn_model_free(m);
+    o.allow_unused_weights = 0;
     o.arch = "resnet56_cifar"; /* ...but not the other way round */
     o.weights = FN_FIXTURES "/models/resnet20_cifar/model.safetensors";
     CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_NOT_FOUND, "missing tensor 'layer1.3.conv1.weight'");
@@ -169,6 +230,14 @@ static void model_errors(void)
     else
         CHECK_MSG(s == FN_ERR_UNAVAILABLE && strlen(fn_last_error()) > 10,
                   "--backend cuda without a device: %s", fn_last_error());
+    /* caps: threads and the activations of a batch, with the limit stated */
+    o.backend = FN_BACKEND_CPU;
+    o.threads = 4096;
+    CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_INVALID_ARG, "4096 threads is over the limit of");
+    o.threads = 0;
+    o.max_batch = 1 << 20;
+    CHECK_FAILS(fn_model_load(&o, &m), FN_ERR_INVALID_ARG, "KB per image) on the CPU; the limit is");
+    o.max_batch = 0;
     /* forward argument checks */
     o.backend = FN_BACKEND_CPU;
     REQUIRE_OK(fn_model_load(&o, &m));
@@ -187,5 +256,6 @@ int main(void)
     good_file();
     bad_files();
     model_errors();
+    bn_fold_overflow();
     return test_finish("test_safetensors");
 }

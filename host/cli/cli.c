@@ -176,6 +176,7 @@ int cli_model_options(const cli_args *a, fn_model_options *o)
     o->model = cli_get(a, "model");
     o->blocks = cli_get(a, "blocks");
     o->verbose = !cli_has(a, "quiet"); /* which backend, and why */
+    o->allow_unused_weights = cli_has(a, "allow-unused-weights");
     int backend = 0, precision = 0;
     long batch = 0, threads = 0, size = 0, pad = 0;
     if (choose("backend", cli_get(a, "backend"), backends, 3, &backend) ||

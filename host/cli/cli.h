@@ -49,7 +49,8 @@ void cli_print_flags(const cli_flag *flags, int n_flags);
     {"input-size", "S", "square input side (default: the architecture's)", 0},            \
     {"mean", "R,G,B", "normalisation mean (default: the architecture's)", 0},             \
     {"std", "R,G,B", "normalisation std (default: the architecture's)", 0},               \
-    {"stem-padding", "P", "resnet18_cifar stem padding: 1 (default) or 2", 0}
+    {"stem-padding", "P", "resnet18_cifar stem padding: 1 (default) or 2", 0},            \
+    {"allow-unused-weights", NULL, "load weights holding tensors the --arch does not use", 0}
 
 #define CLI_DATA_FLAGS                                                                    \
     {"data", "PATH", "images: a folder (recursive), a list file, or CIFAR .bin", 0},       \
