@@ -11,9 +11,12 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json safetensors csv selection image list cifar)
 cmake --preset fuzz > /dev/null
 cmake --build build-fuzz -j "$(nproc)" > /dev/null
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(json safetensors csv selection image list cifar)
+    [ -x build-fuzz/tests/fuzz/fuzz_onnx ] && targets+=(onnx) # built with the ONNX reader
+fi
 # Targets that parse files write each input to a temp file: keep those in memory.
 [ -n "${TMPDIR:-}" ] || { [ -d /dev/shm ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm; } || true
 status=0
