@@ -63,9 +63,10 @@ static long long max_pixels_per_byte(const uint8_t *b, size_t n)
     return 64;
 }
 
-/* PNM: stb 2.27 overflows its buffer converting 16-bit samples, so read the
- * maxval ourselves and refuse 16-bit files before stb sees them. Returns the
- * maxval, 0 if the header does not parse (stb then says why). */
+/* PNM: stb 2.27 overflows its buffer converting 16-bit samples, and its int
+ * overflows on a header number of 10+ digits (found by fuzz_image), so read
+ * the header ourselves first. Returns the maxval; 0 if the header does not
+ * parse (stb then says why); -1 for a number of more than 7 digits. */
 static long pnm_maxval(const uint8_t *b, size_t n)
 {
     size_t i = 2;
@@ -83,8 +84,11 @@ static long pnm_maxval(const uint8_t *b, size_t n)
         }
         if (i >= n || !isdigit(b[i]))
             return 0;
-        while (i < n && isdigit(b[i]) && v[k] < 1000000)
+        for (int digits = 0; i < n && isdigit(b[i]); digits++) {
+            if (digits == 7) /* 10 million pixels a side: far past the pixel cap */
+                return -1;
             v[k] = v[k] * 10 + (b[i++] - '0');
+        }
     }
     return v[2];
 }
@@ -127,6 +131,9 @@ fn_status image_decode_stb(const uint8_t *buf, size_t len, const char *name, ima
         return fn_fail(FN_ERR_FORMAT, "%s: file too large (%zu bytes)", name, len);
     if (len >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6')) {
         long maxval = pnm_maxval(buf, len);
+        if (maxval < 0)
+            return fn_fail(FN_ERR_FORMAT, "%s: PGM/PPM header holds a number of more than 7 digits",
+                           name);
         if (maxval > 255)
             return fn_fail(FN_ERR_FORMAT, "%s: 16-bit PGM/PPM (maxval %ld) is not supported", name,
                            maxval);

@@ -616,6 +616,9 @@ static void check_fuzz_findings(void)
      * 8308 x 53 pixels: 0.8 s under ASan each time a list named itself */
     CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/list/fuzz_text_as_tga.txt", &im),
                 FN_ERR_FORMAT, "more than 143 bytes can encode");
+    /* a PGM header with a 13-digit width: stb's int overflowed parsing it (UBSan) */
+    CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/fuzz_pnm_header_overflow.pgm", &im),
+                FN_ERR_FORMAT, "more than 7 digits");
     /* issue #13's crash inputs: refused with a reason, never decoded */
     CHECK_FAILS(image_load(FN_SOURCE_DIR "/tests/fuzz/corpus/image/issue13_pgm16.pgm", &im),
                 FN_ERR_FORMAT, "16-bit PGM/PPM");
