@@ -396,26 +396,9 @@ static fn_status pool(cpu_ctx *ctx, plan *p, int i, dnnl_alg_kind_t alg, int kh,
     return FN_OK;
 }
 
-static fn_status adaptive(cpu_ctx *ctx, plan *p, int i)
-{
-    const net_op *op = &ctx->net->ops[i];
-    const net_tensor *in = &ctx->net->tensors[op->in], *out = &ctx->net->tensors[op->out];
-    if (in->h % out->h == 0 && in->w % out->w == 0) /* even bins: a plain average pool */
-        return pool(ctx, p, i, dnnl_pooling_avg_exclude_padding, in->h / out->h, in->w / out->w,
-                    in->h / out->h, in->w / out->w, 0);
-    int x;
-    FN_TRY(readable(ctx, p, i, op->in, &x));
-    dnnl_memory_desc_t md;
-    md_like(&md, &p->t[x].md, p->n, out->c, out->h, out->w);
-    set_out(p, op->out, &md, i);
-    step *s = new_step(p, STEP_ADAPTIVE, op, "adaptive pool");
-    if (!s)
-        return FN_ERR_NO_MEMORY;
-    s->in = x, s->out = op->out;
-    return FN_OK;
-}
-
-static fn_status shortcut(cpu_ctx *ctx, plan *p, int i)
+/* A plain loop (plain_ops.c) reading op->in in whatever layout it has and
+ * writing op->out in the same layout family. */
+static fn_status plain_step(cpu_ctx *ctx, plan *p, int i, step_kind kind, const char *what)
 {
     const net_op *op = &ctx->net->ops[i];
     const net_tensor *out = &ctx->net->tensors[op->out];
@@ -424,11 +407,26 @@ static fn_status shortcut(cpu_ctx *ctx, plan *p, int i)
     dnnl_memory_desc_t md;
     md_like(&md, &p->t[x].md, p->n, out->c, out->h, out->w);
     set_out(p, op->out, &md, i);
-    step *s = new_step(p, STEP_SHORTCUT_A, op, "shortcut");
+    step *s = new_step(p, kind, op, what);
     if (!s)
         return FN_ERR_NO_MEMORY;
     s->in = x, s->out = op->out;
     return FN_OK;
+}
+
+static fn_status adaptive(cpu_ctx *ctx, plan *p, int i)
+{
+    const net_op *op = &ctx->net->ops[i];
+    const net_tensor *in = &ctx->net->tensors[op->in], *out = &ctx->net->tensors[op->out];
+    if (in->h % out->h == 0 && in->w % out->w == 0) /* even bins: a plain average pool */
+        return pool(ctx, p, i, dnnl_pooling_avg_exclude_padding, in->h / out->h, in->w / out->w,
+                    in->h / out->h, in->w / out->w, 0);
+    return plain_step(ctx, p, i, STEP_ADAPTIVE, "adaptive pool");
+}
+
+static fn_status shortcut(cpu_ctx *ctx, plan *p, int i)
+{
+    return plain_step(ctx, p, i, STEP_SHORTCUT_A, "shortcut");
 }
 
 /* OP_ADD (act(in + res)) and OP_SCALE (in * res, res broadcast when c x 1 x 1). */
