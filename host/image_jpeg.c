@@ -5,9 +5,9 @@
  * and 4-component files read as Pillow's "CMYK;I" (Adobe's inverted CMYK,
  * assumed for every CMYK JPEG) then converted with Pillow 9's cmyk2rgb.
  *
- * libjpeg reports errors through error_exit, which by default calls exit():
- * ours longjmps back here instead, so a corrupt file is an FN_ERR_FORMAT that
- * names it. Data that ends early (libjpeg would pad it with zeros and carry
+ * libjpeg reports errors through its error_exit hook, whose default ends the
+ * process; ours longjmps back here instead, so a corrupt file is an
+ * FN_ERR_FORMAT that names it. Data that ends early (libjpeg would pad it with zeros and carry
  * on) is an error too, as in PIL ("image file is truncated"). */
 #include "image_codecs.h"
 

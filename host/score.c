@@ -36,7 +36,6 @@ typedef struct score_run {
     fn_scores *s;
     const fn_dataset *d;
     size_t cap;         /* rows allocated: score column j starts at scores + j * cap */
-    float react_clip;
 } score_run;
 
 /* The table's scores this run can compute, in table order. */
@@ -139,7 +138,7 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->num_blocks = m->net.n_blocks;
     s->num_classes = m->net.num_classes;
     s->selected_block = o->block;
-    score_run run = {s, d, d->n, o->react_clip};
+    score_run run = {s, d, d->n};
     fn_status st = alloc_scores(s, d->n, o->react_clip > 0);
     const int ranks = o->ranks > 1 ? o->ranks : 1;
     pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};

@@ -295,7 +295,8 @@ FN_API int fn_mpi_built(void);
 /* Joins the MPI job when started by mpirun/srun; otherwise rank 0 of 1. */
 FN_API fn_status fn_mpi_init(int *argc, char ***argv, fn_mpi_info *out);
 FN_API void fn_mpi_finalize(void);
-/* Ends every rank of the job (a rank that failed outside a collective call). */
+/* Ends every rank of the job (MPI_Abort): for the host program to call when
+ * one rank failed outside a collective call; the library never calls it. */
 FN_API void fn_mpi_abort(int code);
 /* CUDA devices usable here (0 without CUDA). */
 FN_API int fn_cuda_device_count(void);

@@ -118,6 +118,27 @@ static fn_status add_prim(plan *p, const net_op *op, const char *what, const_dnn
     return FN_OK;
 }
 
+/* The common tail of every primitive: the attributes go, the descriptor's
+ * creation is checked, the primitive becomes a step, the descriptor goes. */
+static fn_status add_pd(plan *p, const net_op *op, const char *what, dnnl_status_t created,
+                        dnnl_primitive_desc_t pd, dnnl_primitive_attr_t attr, step **out)
+{
+    const char *name = op->name[0] ? op->name : what;
+    dnnl_primitive_attr_destroy(attr);
+    DN(created, what);
+    fn_status f = add_prim(p, op, what, pd, out);
+    dnnl_primitive_desc_destroy(pd);
+    return f;
+}
+
+/* The destination layout a step's primitive chose. */
+static const dnnl_memory_desc_t *step_dst(const step *s)
+{
+    const_dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_get_primitive_desc(s->prim, &pd);
+    return dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+}
+
 static fn_status make_attr(dnnl_primitive_attr_t *attr, int sum, net_act act, float alpha,
                            const char *name)
 {
@@ -159,12 +180,8 @@ static fn_status add_reorder(cpu_ctx *ctx, plan *p, const net_op *op, int from, 
     dnnl_primitive_desc_t pd;
     dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, &p->t[from].md, ctx->engine,
                                                          &p->t[to].md, ctx->engine, attr);
-    dnnl_primitive_attr_destroy(attr);
-    DN(s, "reorder");
     step *st;
-    fn_status f = add_prim(p, op, "reorder", pd, &st);
-    dnnl_primitive_desc_destroy(pd);
-    FN_TRY(f);
+    FN_TRY(add_pd(p, op, "reorder", s, pd, attr, &st));
     arg_tensor(st, DNNL_ARG_SRC, from);
     arg_tensor(st, DNNL_ARG_DST, to);
     return FN_OK;
@@ -384,13 +401,9 @@ static fn_status pool(cpu_ctx *ctx, plan *p, int i, dnnl_alg_kind_t alg, int kh,
     FN_TRY(make_attr(&attr, 0, ACT_NONE, 0, name));
     dnnl_primitive_desc_t pd;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, ctx->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    DN(st, "pooling");
     step *stp;
-    set_out(p, op->out, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), i);
-    fn_status f = add_prim(p, op, "pooling", pd, &stp);
-    dnnl_primitive_desc_destroy(pd);
-    FN_TRY(f);
+    FN_TRY(add_pd(p, op, "pooling", st, pd, attr, &stp));
+    set_out(p, op->out, step_dst(stp), i);
     arg_tensor(stp, DNNL_ARG_SRC, x);
     arg_tensor(stp, DNNL_ARG_DST, op->out);
     return FN_OK;
@@ -445,13 +458,9 @@ static fn_status binary(cpu_ctx *ctx, plan *p, int i)
     FN_TRY(make_attr(&attr, 0, op->kind == OP_ADD ? op->act : ACT_NONE, op->alpha, name));
     dnnl_primitive_desc_t pd;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, ctx->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    DN(st, "binary");
     step *stp;
+    FN_TRY(add_pd(p, op, "binary", st, pd, attr, &stp));
     set_out(p, op->out, &p->t[a].md, i);
-    fn_status f = add_prim(p, op, "binary", pd, &stp);
-    dnnl_primitive_desc_destroy(pd);
-    FN_TRY(f);
     arg_tensor(stp, DNNL_ARG_SRC_0, a);
     arg_tensor(stp, DNNL_ARG_SRC_1, b);
     arg_tensor(stp, DNNL_ARG_DST, op->out);
@@ -469,12 +478,8 @@ static fn_status eltwise_step(cpu_ctx *ctx, plan *p, const net_op *op, int from,
     FN_TRY(make_attr(&attr, 0, ACT_NONE, 0, name));
     dnnl_primitive_desc_t pd;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, &desc, attr, ctx->engine, NULL);
-    dnnl_primitive_attr_destroy(attr);
-    DN(st, "eltwise");
     step *stp;
-    fn_status f = add_prim(p, op, "eltwise", pd, &stp);
-    dnnl_primitive_desc_destroy(pd);
-    FN_TRY(f);
+    FN_TRY(add_pd(p, op, "eltwise", st, pd, attr, &stp));
     arg_tensor(stp, DNNL_ARG_SRC, from);
     arg_tensor(stp, DNNL_ARG_DST, to);
     return FN_OK;
@@ -520,13 +525,9 @@ static fn_status concat(cpu_ctx *ctx, plan *p, int i)
     FN_TRY(make_attr(&attr, 0, ACT_NONE, 0, name));
     dnnl_primitive_desc_t pd;
     dnnl_status_t st = dnnl_concat_primitive_desc_create(&pd, &dst, op->n_cat + 1, 1, mds, attr, ctx->engine);
-    dnnl_primitive_attr_destroy(attr);
-    DN(st, "concat");
     step *stp;
-    set_out(p, op->out, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), i);
-    fn_status f = add_prim(p, op, "concat", pd, &stp);
-    dnnl_primitive_desc_destroy(pd);
-    FN_TRY(f);
+    FN_TRY(add_pd(p, op, "concat", st, pd, attr, &stp));
+    set_out(p, op->out, step_dst(stp), i);
     for (int j = 0; j <= op->n_cat; j++)
         arg_tensor(stp, DNNL_ARG_MULTIPLE_SRC + j, ids[j]);
     arg_tensor(stp, DNNL_ARG_DST, op->out);
