@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
 #include "error.h"
+#include "hash.h"
 #include "model.h"
 #include "models/models.h"
 #include "onnx/onnx_net.h"

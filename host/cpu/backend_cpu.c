@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "check.h"
 #include "error.h"
 #include "layout.h"
 #include "plan.h"
