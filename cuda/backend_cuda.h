@@ -2,6 +2,7 @@
  *
  *   device.c        is a device usable; memory sizing, the largest batch that fits
  *   params.c        weights on the device: layout (KCRS or KRSC) and FP16/BF16 rounding
+ *   conv.c          one convolution through cuDNN, fused (bias + activation) or not
  *   algos.c         cuDNN descriptors, algorithm choice (Find or heuristics), fusion
  *   forward.c       slots and streams: input, submit, collect; the ops of one batch
  *   backend_cuda.c  create and destroy
@@ -132,8 +133,10 @@ fn_status cu_create_descriptors(cuda_backend *cb);
 fn_status cu_choose_algorithms(cuda_backend *cb);
 fn_status cu_set_batch(cuda_backend *cb, int n);
 
-/* forward.c */
+/* conv.c */
 fn_status cu_run_conv(cuda_backend *cb, int i, int n, int fused);
+
+/* forward.c */
 uint8_t *cu_input(backend *self, int slot);
 fn_status cu_submit(backend *self, int slot, const backend_request *rq);
 fn_status cu_collect(backend *self, int slot, backend_result *out);

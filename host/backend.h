@@ -61,7 +61,16 @@ struct backend {
     void (*destroy)(backend *self);
 };
 
+/* Refuses what it cannot do (a precision, a batch over its memory cap, a
+ * bf16 CPU without bf16 instructions). */
 fn_status cpu_backend_create(const net *net, const backend_config *cfg, backend **out);
+/* The CPU computes fp32 and bf16; tf32 and fp16 are GPU precisions: FN_ERR_INVALID_ARG. */
+fn_status cpu_backend_check_precision(fn_precision p);
+/* What the CPU computes when `want` was asked of a GPU that is not there: want, or fp32. */
+fn_precision cpu_backend_precision(fn_precision want);
+/* The CPU's activations may take half of this machine's memory (a batch
+ * beyond it swaps or is killed, not slow): FN_ERR_INVALID_ARG past that. */
+fn_status cpu_backend_check_batch(const net *net, int max_batch);
 
 /* Defined by cuda/ when built with CUDA, else by host/cuda_stub.c. */
 fn_status cuda_backend_create(const net *net, const backend_config *cfg, backend **out);

@@ -8,9 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "dataset.h"
 #include "error.h"
-#include "model.h"
+#include "hash.h"
 #include "outfile.h"
 
 static const char magic[8] = "FNCKPT1\n";
@@ -49,76 +48,6 @@ void bytes_free(bytes *b)
 {
     free(b->p);
     memset(b, 0, sizeof *b);
-}
-
-/* FNV-1a over 64-bit words, mixed: fast enough for a weights file (GB/s),
- * and any change of content, order or length changes it. */
-uint64_t hash_bytes(uint64_t h, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    if (!h)
-        h = 0xcbf29ce484222325ull;
-    for (; len >= 8; p += 8, len -= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    for (; len; p++, len--)
-        h = (h ^ *p) * 0x100000001b3ull;
-    return h ^ (h >> 32);
-}
-
-fn_status hash_file(const char *path, uint64_t *h)
-{
-    *h = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fn_fail(FN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    static const size_t chunk = 1 << 20;
-    uint8_t *buf = malloc(chunk);
-    uint64_t acc = 0;
-    size_t got, total = 0;
-    while (buf && (got = fread(buf, 1, chunk, f)) > 0)
-        acc = hash_bytes(acc, buf, got), total += got;
-    int bad = !buf || ferror(f);
-    fclose(f);
-    free(buf);
-    if (bad)
-        return fn_fail(FN_ERR_IO, "%s: cannot read", path);
-    *h = hash_bytes(acc, &total, sizeof total);
-    return FN_OK;
-}
-
-ckpt_key ckpt_key_make(const fn_model *m, const fn_dataset *d, const fn_run_options *o,
-                       const char *kind, int batch)
-{
-    ckpt_key k = {m->source_hash, 0, 0};
-    for (size_t i = 0; i < d->n; i++) {
-        k.data = hash_bytes(k.data, d->items[i].name, strlen(d->items[i].name) + 1);
-        k.data = hash_bytes(k.data, &d->items[i].label, sizeof d->items[i].label);
-    }
-    /* everything that changes a result, bit for bit */
-    struct {
-        char kind[16], arch[32], backend[8];
-        int batch, preset, strict, block, precision, input_size;
-        float react_clip, react_percentile, mean[3], std[3];
-        uint64_t seed;
-        int rank, ranks;
-    } opt;
-    memset(&opt, 0, sizeof opt);
-    snprintf(opt.kind, sizeof opt.kind, "%s", kind);
-    snprintf(opt.arch, sizeof opt.arch, "%s", m->net.arch);
-    snprintf(opt.backend, sizeof opt.backend, "%s", m->be ? m->be->name : "");
-    opt.batch = batch, opt.preset = o->preset, opt.strict = o->strict, opt.block = o->block;
-    opt.precision = m->precision, opt.input_size = m->net.input_size;
-    opt.react_clip = o->react_clip, opt.react_percentile = o->react_percentile;
-    memcpy(opt.mean, m->net.mean, sizeof opt.mean);
-    memcpy(opt.std, m->net.std, sizeof opt.std);
-    opt.seed = o->seed;
-    opt.rank = o->ranks > 1 ? o->rank : 0, opt.ranks = o->ranks > 1 ? o->ranks : 1;
-    k.options = hash_bytes(0, &opt, sizeof opt);
-    return k;
 }
 
 int ckpt_exists(const char *path)

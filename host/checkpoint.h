@@ -37,12 +37,6 @@ typedef struct ckpt_key {
     uint64_t model, data, options;
 } ckpt_key;
 
-uint64_t hash_bytes(uint64_t h, const void *data, size_t len);
-/* Hash of a file's contents; 0 and an error when it cannot be read. */
-fn_status hash_file(const char *path, uint64_t *h);
-ckpt_key ckpt_key_make(const fn_model *m, const fn_dataset *d, const fn_run_options *o,
-                       const char *kind, int batch);
-
 /* 1 when a checkpoint file is at path. */
 int ckpt_exists(const char *path);
 fn_status ckpt_save(const char *path, const char *kind, const ckpt_key *k, size_t next,

@@ -1,4 +1,5 @@
-/* error.c: status names and the thread-local last-error message. */
+/* error.c: status and precision names, the thread-local last-error message,
+ * checked allocations. */
 #include "error.h"
 
 #include <stdarg.h>
@@ -38,6 +39,13 @@ const char *fn_status_name(fn_status s)
     case FN_ERR_CANCELLED: return "FN_ERR_CANCELLED";
     }
     return "FN_ERR_UNKNOWN";
+}
+
+const char *fn_precision_name(fn_precision p)
+{
+    static const char *const names[] = {[FN_PRECISION_FP32] = "fp32", [FN_PRECISION_TF32] = "tf32",
+                                        [FN_PRECISION_FP16] = "fp16", [FN_PRECISION_BF16] = "bf16"};
+    return (unsigned)p < sizeof names / sizeof names[0] ? names[p] : "?";
 }
 
 const char *fn_version(void) { return FN_VERSION; }

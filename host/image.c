@@ -5,22 +5,17 @@
  *
  * Everything here is reentrant: no globals are written (stb keeps its failure
  * reason in a thread-local, libjpeg its state in the decompress object). */
-#define _POSIX_C_SOURCE 200809L /* fstat, O_CLOEXEC */
-
 #include "image.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "error.h"
 #include "image_codecs.h"
+#include "whole_file.h"
 
 /* The coefficient arithmetic must round exactly as Pillow's does: no fused
  * multiply-add. GCC contracts only in GNU modes (we build -std=c11); clang
@@ -126,50 +121,9 @@ fn_status image_load(const char *path, image_rgb *out)
     out->w = out->h = 0;
     if (!path)
         return fn_fail(FN_ERR_INVALID_ARG, "image_load: no path");
-    /* Only regular files: /dev/zero never ends and a FIFO blocks in open()
-     * (O_NONBLOCK) or read() until a writer comes, so look before reading. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return fn_fail(FN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return fn_fail(FN_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return fn_fail(FN_ERR_IO, "%s: not a regular file (%s)", path,
-                       S_ISDIR(st.st_mode) ? "is a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
-                       : S_ISCHR(st.st_mode) ? "a character device" : S_ISSOCK(st.st_mode) ? "a socket"
-                       : "a device");
-    }
-    if ((long long)st.st_size > IMAGE_MAX_FILE_BYTES) {
-        close(fd);
-        return fn_fail(FN_ERR_FORMAT, "%s: %lld bytes; image files are limited to %lld", path,
-                       (long long)st.st_size, IMAGE_MAX_FILE_BYTES);
-    }
-    size_t size = (size_t)st.st_size, n = 0;
-    uint8_t *buf = malloc(size ? size : 1);
-    if (!buf) {
-        close(fd);
-        return fn_fail(FN_ERR_NO_MEMORY, "%s: out of memory reading %zu bytes", path, size);
-    }
-    while (n < size) { /* a file that shrinks meanwhile is decoded as read */
-        ssize_t got = read(fd, buf + n, size - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return fn_fail(FN_ERR_IO, "%s: read error: %s", path, strerror(e));
-        }
-        if (got == 0)
-            break;
-        n += (size_t)got;
-    }
-    close(fd);
+    uint8_t *buf;
+    size_t n;
+    FN_TRY(whole_file_read(path, IMAGE_MAX_FILE_BYTES, "image files", &buf, &n));
     fn_status s = image_decode(buf, n, path, out);
     free(buf);
     return s;

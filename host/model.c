@@ -5,10 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "checkpoint.h"
 #include "error.h"
+#include "hash.h"
 #include "model.h"
 #include "models/models.h"
 #include "onnx/onnx_net.h"
@@ -19,12 +18,6 @@ void fn_model_options_init(fn_model_options *o)
     memset(o, 0, sizeof *o);
     o->backend = FN_BACKEND_AUTO;
     o->precision = FN_PRECISION_FP32;
-}
-
-const char *fn_precision_name(fn_precision p)
-{
-    static const char *names[] = {"fp32", "tf32", "fp16", "bf16"};
-    return (unsigned)p < 4 ? names[p] : "?";
 }
 
 static fn_status unknown_arch(const char *name)
@@ -40,15 +33,6 @@ int model_thread_limit(void)
 {
     int limit = 4 * omp_get_num_procs();
     return limit < 4 ? 4 : limit > 256 ? 256 : limit;
-}
-
-/* Host memory the CPU backend may take for activations: half of this
- * machine's memory (a batch beyond it swaps or is killed, not slow). */
-static double host_activation_limit(void)
-{
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    double total = pages > 0 && page > 0 ? (double)pages * (double)page : 8e9;
-    return total / 2;
 }
 
 /* Strict loading: every tensor of the weights must be one the architecture
@@ -89,13 +73,11 @@ static fn_status create_backend(fn_model *m, fn_backend want)
                 return s;
             snprintf(why, sizeof why, "%s", fn_last_error());
         }
-        /* the CPU computes fp32 and bf16; tf32 and fp16 are GPU precisions */
-        int keep = m->precision == FN_PRECISION_BF16;
+        fn_precision p = cpu_backend_precision(m->precision);
         if (m->verbose)
-            fprintf(stderr, "featurenorm: no usable CUDA device (%s); using the CPU backend%s\n", why,
-                    m->precision != FN_PRECISION_FP32 && !keep ? " in fp32" : "");
-        if (!keep)
-            cfg.precision = m->precision = FN_PRECISION_FP32;
+            fprintf(stderr, "featurenorm: no usable CUDA device (%s); using the CPU backend%s%s\n", why,
+                    p != m->precision ? " in " : "", p != m->precision ? fn_precision_name(p) : "");
+        cfg.precision = m->precision = p;
     }
     return cpu_backend_create(&m->net, &cfg, &m->be);
 }
@@ -122,10 +104,8 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     if (o->threads > model_thread_limit())
         return fn_fail(FN_ERR_INVALID_ARG, "%d threads is over the limit of %d (4 per core, %d cores, "
                        "at most 256)", o->threads, model_thread_limit(), omp_get_num_procs());
-    if (o->backend == FN_BACKEND_CPU && o->precision != FN_PRECISION_FP32 &&
-        o->precision != FN_PRECISION_BF16)
-        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 or bf16 (asked for %s)",
-                       fn_precision_name(o->precision));
+    if (o->backend == FN_BACKEND_CPU)
+        FN_TRY(cpu_backend_check_precision(o->precision));
 
     fn_model *m = fn_calloc(1, sizeof *m);
     if (!m)
@@ -161,15 +141,8 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     }
     /* Small images: large batches keep the GEMMs and the GPU busy. */
     m->max_batch = o->max_batch > 0 ? o->max_batch : m->net.input_size <= 64 ? 256 : 64;
-    double per_image = (double)m->net.arena_elems * sizeof(float), limit = host_activation_limit();
-    if (o->backend != FN_BACKEND_CUDA && per_image * m->max_batch > limit) {
-        s = fn_fail(FN_ERR_INVALID_ARG,
-                    "batch %d needs %.1f GB of activations (%.0f KB per image) on the CPU; the limit "
-                    "is %.1f GB (half of this machine's memory), so at most batch %d",
-                    m->max_batch, per_image * m->max_batch / 1e9, per_image / 1e3, limit / 1e9,
-                    (int)(limit / per_image));
+    if (o->backend != FN_BACKEND_CUDA && (s = cpu_backend_check_batch(&m->net, m->max_batch)) != FN_OK)
         goto fail;
-    }
     if (m->net.has_weights && (s = create_backend(m, o->backend)) != FN_OK)
         goto fail;
     *out = m;

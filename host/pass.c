@@ -12,6 +12,7 @@
 
 #include "dataset.h"
 #include "error.h"
+#include "hash.h"
 #include "model.h"
 #include "pipeline.h"
 #include "progress.h"
@@ -60,6 +61,39 @@ static void add_jigsaw(uint8_t *images, const size_t *index, int n, int size, ui
     for (int i = 0; i < n; i++)
         fn_jigsaw(images + bytes * (size_t)i, images + bytes * (size_t)(n + i), 1, size, 3, seed,
                   index[i]);
+}
+
+/* What a checkpoint of this run must match: the model file, the data listing
+ * and every option that changes a result. */
+static ckpt_key run_key(const fn_model *m, const fn_dataset *d, const fn_run_options *o, const char *kind,
+                        int batch)
+{
+    ckpt_key k = {m->source_hash, 0, 0};
+    for (size_t i = 0; i < d->n; i++) {
+        k.data = hash_bytes(k.data, d->items[i].name, strlen(d->items[i].name) + 1);
+        k.data = hash_bytes(k.data, &d->items[i].label, sizeof d->items[i].label);
+    }
+    /* everything that changes a result, bit for bit */
+    struct {
+        char kind[16], arch[32], backend[8];
+        int batch, preset, strict, block, precision, input_size;
+        float react_clip, react_percentile, mean[3], std[3];
+        uint64_t seed;
+        int rank, ranks;
+    } opt;
+    memset(&opt, 0, sizeof opt);
+    snprintf(opt.kind, sizeof opt.kind, "%s", kind);
+    snprintf(opt.arch, sizeof opt.arch, "%s", m->net.arch);
+    snprintf(opt.backend, sizeof opt.backend, "%s", m->be ? m->be->name : "");
+    opt.batch = batch, opt.preset = o->preset, opt.strict = o->strict, opt.block = o->block;
+    opt.precision = m->precision, opt.input_size = m->net.input_size;
+    opt.react_clip = o->react_clip, opt.react_percentile = o->react_percentile;
+    memcpy(opt.mean, m->net.mean, sizeof opt.mean);
+    memcpy(opt.std, m->net.std, sizeof opt.std);
+    opt.seed = o->seed;
+    opt.rank = o->ranks > 1 ? o->rank : 0, opt.ranks = o->ranks > 1 ? o->ranks : 1;
+    k.options = hash_bytes(0, &opt, sizeof opt);
+    return k;
 }
 
 #define CHECKPOINT_IMAGES 5000
@@ -121,7 +155,7 @@ fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
     size_t first = spec->first, skipped_before = 0;
     const size_t every = o->checkpoint_every > 0 ? (size_t)o->checkpoint_every : CHECKPOINT_IMAGES;
     if (sv.path) {
-        sv.key = ckpt_key_make(m, d, o, spec->label, ps->batch);
+        sv.key = run_key(m, d, o, spec->label, ps->batch);
         FN_TRY(resume(&sv, o, spec, &first, &skipped_before));
         sv.next = first;
     }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "float16.h"
 #include "json.h"
 
 /* The format allows 100 MB of header, but parsing that much JSON costs
@@ -266,19 +267,6 @@ const st_tensor *st_find(const st_file *f, const char *name)
     return bsearch(&key, f->tensors, (size_t)f->n_tensors, sizeof key, compare_name);
 }
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
-    float v;
-    if (exp == 0)
-        v = ldexpf((float)man, -24);            /* zero and subnormals */
-    else if (exp == 31)
-        v = man ? NAN : INFINITY;
-    else
-        v = ldexpf((float)(man | 1024), (int)exp - 25);
-    return sign ? -v : v;
-}
-
 static void format_shape(char *buf, size_t len, int ndim, const int64_t *shape)
 {
     size_t o = (size_t)snprintf(buf, len, "[");
@@ -324,10 +312,8 @@ fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_
             dst[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         break;
     case ST_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint32_t bits = (uint32_t)(src[2 * i] | src[2 * i + 1] << 8) << 16;
-            memcpy(&dst[i], &bits, 4);
-        }
+        for (size_t i = 0; i < n; i++)
+            dst[i] = bf16_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
         break;
     default:
         return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' has dtype %s; expected F32, F16, BF16 or F64",

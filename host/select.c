@@ -7,6 +7,7 @@
  * is estimated on the way, as a percentile of the ID penultimate features
  * over a uniform reservoir sample (all of them when they fit). */
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "model.h"
 #include "outfile.h"
 #include "pass.h"
+#include "whole_file.h"
 
 #define RESERVOIR (1u << 22) /* feature values kept for the percentile (16 MiB) */
 
@@ -286,31 +288,6 @@ fn_status fn_selection_write_json(const fn_selection *s, const fn_model *m, cons
     return outfile_commit(&o);
 }
 
-static fn_status read_file(const char *path, char **text, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fn_fail(FN_ERR_IO, "%s: cannot open selection", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *p = realloc(buf, cap *= 2);
-            if (!p)
-                free(buf);
-            buf = p;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return fn_fail(FN_ERR_NO_MEMORY, "out of host memory reading %s", path);
-    *text = buf;
-    *len = n;
-    return FN_OK;
-}
-
 /* A number of the selection, checked before any conversion (a float to
  * integer conversion out of range is undefined): absent -> fallback; present
  * -> a finite number in [lo, hi], and a whole one when `whole`. */
@@ -334,11 +311,11 @@ fn_status fn_selection_read_json(const char *path, const fn_model *m, fn_selecti
     if (!path || !m || !out)
         return fn_fail(FN_ERR_INVALID_ARG, "fn_selection_read_json: NULL argument");
     *out = NULL;
-    char *text = NULL;
+    uint8_t *text = NULL;
     size_t len = 0;
-    FN_TRY(read_file(path, &text, &len));
+    FN_TRY(whole_file_read(path, LLONG_MAX, "selection files", &text, &len));
     json *root = NULL;
-    fn_status st = json_parse(text, len, path, &root);
+    fn_status st = json_parse((const char *)text, len, path, &root);
     free(text);
     if (st != FN_OK)
         return st;

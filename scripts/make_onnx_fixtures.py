@@ -22,6 +22,7 @@ case under tests/fixtures/onnx/ (all small: reduced widths, 32-64 px, 2 images):
                        references of two blocks named on --blocks
   tiny/                a VGG-like net (no residual adds) with its weights in weights.bin
   bad_op/ bad_size/ bad_cycle/   a Tanh, a tensor whose shape and data disagree, a cycle
+  bad_reshape/         a Reshape of constants from 6 elements into 4 (the fold's error path)
 """
 import argparse
 import json
@@ -268,7 +269,15 @@ def make_tiny_and_bad(root):
     relus = [n for n in m.graph.node if n.op_type == "Relu"]
     convs[0].input[0] = relus[0].output[0]  # conv1 now reads its own activation
     onnx.save(m, p)
-    print("tiny, bad_op, bad_size, bad_cycle")
+    os.makedirs(os.path.join(root, "bad_reshape"), exist_ok=True)
+    p = os.path.join(root, "bad_reshape", "model.onnx")
+    export(small, p, 16)
+    m = onnx.load(p)
+    m.graph.initializer.extend([numpy_helper.from_array(np.arange(6, dtype=np.float32), "six"),
+                                numpy_helper.from_array(np.array([4], dtype=np.int64), "four")])
+    m.graph.node.insert(0, onnx.helper.make_node("Reshape", ["six", "four"], ["six_as_four"], name="bad_reshape"))
+    onnx.save(m, p)  # folded at load: 6 elements cannot become 4
+    print("tiny, bad_op, bad_size, bad_cycle, bad_reshape")
 
 
 def main():

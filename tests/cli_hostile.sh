@@ -69,6 +69,9 @@ done
 printf '%s\n' /dev/zero "$tmp/imgs/fifo.png" "$tmp/imgs/good.png" > "$tmp/list.txt"
 expect 0 "/dev/zero: not a regular file" -- "$fn" score "${common[@]}" --data "$tmp/list.txt" \
     --out "$tmp/list.csv"
+# a selection that is a FIFO: refused at once, not waited on
+expect 1 "fifo.png: not a regular file (a FIFO)" -- "$fn" score "${common[@]}" --data "$tmp/imgs/good.png" \
+    --out "$tmp/fifo.csv" --selection "$tmp/imgs/fifo.png"
 
 [ $failures -eq 0 ] && echo "cli_hostile: ok" || echo "cli_hostile: $failures failure(s)"
 [ $failures -eq 0 ]

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "check.h"
 #include "error.h"
 #include "plan.h"
 

@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
+#include "check.h"
 #include "error.h"
 #include "layout.h"
 #include "plan.h"
@@ -231,14 +233,38 @@ static int alloc_slots(cpu_backend *cb, const net *nt, size_t rows)
     return 1;
 }
 
+static int computes(fn_precision p) { return p == FN_PRECISION_FP32 || p == FN_PRECISION_BF16; }
+
+fn_status cpu_backend_check_precision(fn_precision p)
+{
+    return computes(p) ? FN_OK
+                       : fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 or bf16 (asked for %s)",
+                                 fn_precision_name(p));
+}
+
+fn_precision cpu_backend_precision(fn_precision want) { return computes(want) ? want : FN_PRECISION_FP32; }
+
+fn_status cpu_backend_check_batch(const net *nt, int max_batch)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double total = pages > 0 && page > 0 ? (double)pages * (double)page : 8e9, limit = total / 2;
+    double per_image = (double)nt->arena_elems * sizeof(float);
+    if (per_image * max_batch <= limit)
+        return FN_OK;
+    return fn_fail(FN_ERR_INVALID_ARG,
+                   "batch %d needs %.1f GB of activations (%.0f KB per image) on the CPU; the limit "
+                   "is %.1f GB (half of this machine's memory), so at most batch %d",
+                   max_batch, per_image * max_batch / 1e9, per_image / 1e3, limit / 1e9, (int)(limit / per_image));
+}
+
 fn_status cpu_backend_create(const net *nt, const backend_config *cfg, backend **out)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, allow_amx);
     *out = NULL;
     const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-    if (cfg->precision != FN_PRECISION_FP32 && cfg->precision != FN_PRECISION_BF16)
-        return fn_fail(FN_ERR_INVALID_ARG, "the CPU backend computes in fp32 or bf16");
+    FN_TRY(cpu_backend_check_precision(cfg->precision));
+    FN_TRY(cpu_backend_check_batch(nt, cfg->max_batch));
     if (cfg->precision == FN_PRECISION_BF16 && !has_bf16(isa))
         return fn_fail(FN_ERR_UNAVAILABLE,
                        "bf16 on the CPU needs AVX512-BF16 or AMX; this CPU offers oneDNN %s "

@@ -12,19 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "error.h"
 #include "layout.h"
 #include "plan.h"
-
-fn_status cpu_dnnl_fail(dnnl_status_t s, const char *what, const char *op)
-{
-    if (s == dnnl_out_of_memory)
-        return fn_fail(FN_ERR_NO_MEMORY, "oneDNN %s for %s: out of memory", what, op);
-    if (s == dnnl_unimplemented)
-        return fn_fail(FN_ERR_UNAVAILABLE, "oneDNN has no %s for %s on this CPU (ISA %d)", what, op,
-                       (int)dnnl_get_effective_cpu_isa());
-    return fn_fail(FN_ERR_DEVICE, "oneDNN %s for %s failed (status %d)", what, op, (int)s);
-}
 
 #define DN(call, what)                                 \
     do {                                               \

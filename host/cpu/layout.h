@@ -14,6 +14,8 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "float16.h"
+
 typedef struct layout {
     int block;                 /* channels innermost per block: 1, 8, 16 */
     size_t sn, sc, sh, sw;     /* element strides of an image, a channel block, a row, a column */
@@ -44,24 +46,6 @@ static inline size_t layout_at(const layout *l, int n, int c, int h, int w)
 {
     return l->offset0 + (size_t)n * l->sn + (size_t)(c / l->block) * l->sc + (size_t)h * l->sh +
            (size_t)w * l->sw + (size_t)(c % l->block);
-}
-
-/* bfloat16 <-> float: the top half of the float, rounded to nearest even. */
-static inline float bf16_to_float(uint16_t v)
-{
-    uint32_t u = (uint32_t)v << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint16_t float_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
 static inline float layout_get(const layout *l, const void *base, size_t i)

@@ -109,7 +109,4 @@ void cpu_adaptive_avgpool(const ptensor *in, const ptensor *out, const net *nt, 
 void cpu_load_input(const ptensor *t, unsigned char *arena, int n, int size, const float *x,
                 const uint8_t *x_u8, const float table[3][256], int threads);
 
-/* dnnl status -> fn_status with a message naming what failed. */
-fn_status cpu_dnnl_fail(dnnl_status_t s, const char *what, const char *op);
-
 #endif

@@ -155,9 +155,10 @@ fn_status fold_node(const ox_node *n, ox_const *const *in, ox_const **out)
         if (infer >= 0)
             dims[infer] = known ? (int64_t)a->count / known : 0;
         if ((r = new_const(a->is_int, (int)s->count, dims)) && r->count != a->count) {
+            size_t count = r->count; /* read before r is freed */
             ox_const_free(r);
             return fn_fail(FN_ERR_SHAPE, "Reshape node '%s' changes %zu elements into %zu", n->name, a->count,
-                           r ? r->count : 0);
+                           count);
         }
         for (size_t k = 0; r && k < a->count; k++)
             copy_elem(r, k, a, k);

@@ -6,6 +6,7 @@
  * data files alike), every node input defined, one producer per value, no
  * cycles (nodes are re-sorted topologically), one float image input. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,8 +15,10 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "float16.h"
 #include "onnx.pb-c.h"
 #include "onnx_graph.h"
+#include "whole_file.h"
 
 #define MAX_ELEMS ((size_t)1 << 31) /* a tensor larger than this is refused (8 GiB of float) */
 
@@ -40,21 +43,6 @@ static fn_status bad(reader *r, fn_status s, const char *fmt, ...)
 }
 
 /* ---- tensors ---------------------------------------------------------------- */
-
-static float half_to_float(uint16_t h)
-{
-    int e = (h >> 10) & 31, m = h & 1023;
-    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024), e - 25);
-    return h & 0x8000 ? -v : v;
-}
-
-static float bf16_to_float(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
 
 /* Element size in bytes of the data types we read, 0 for the others. */
 static size_t elem_size(int type)
@@ -532,26 +520,9 @@ fn_status onnx_parse(const uint8_t *bytes, size_t size, const char *path, ox_gra
 fn_status onnx_read(const char *path, ox_graph **out)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fn_fail(FN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return fn_fail(FN_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    uint8_t *bytes = fn_malloc(size);
-    if (!bytes) {
-        fclose(f);
-        return FN_ERR_NO_MEMORY;
-    }
-    size_t got = fread(bytes, 1, size, f);
-    fclose(f);
-    if (got != size) {
-        free(bytes);
-        return fn_fail(FN_ERR_IO, "%s: read %zu of %zu bytes", path, got, size);
-    }
+    uint8_t *bytes;
+    size_t size;
+    FN_TRY(whole_file_read(path, LLONG_MAX, "ONNX files", &bytes, &size));
     fn_status s = onnx_parse(bytes, size, path, out);
     free(bytes);
     return s;
