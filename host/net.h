@@ -19,6 +19,9 @@
 typedef enum net_act {
     ACT_NONE, ACT_RELU, ACT_RELU6, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU, ACT_LEAKY
 } net_act;
+/* One past the last (a macro, so that switches need no case for it): an
+ * activation added last moves it; net.c's name table asserts the count. */
+#define ACT_COUNT (ACT_LEAKY + 1)
 
 typedef enum net_op_kind {
     OP_CONV,       /* out = act(conv(in, w) + b [+ res]), grouped when groups > 1 */
@@ -33,6 +36,11 @@ typedef enum net_op_kind {
     OP_CONCAT,     /* out = in, then cat[0..n_cat) along channels (same h x w) */
     OP_LINEAR      /* out = act(w * flatten(in) + b); out is K x 1 x 1 */
 } net_op_kind;
+#define OP_COUNT (OP_LINEAR + 1) /* as ACT_COUNT */
+
+/* "conv", "relu", ... for messages and test filters; "?" out of range. */
+const char *net_op_kind_name(net_op_kind k);
+const char *net_act_name(net_act a);
 
 #define NET_NAME 128 /* op and block names: ONNX tensor names can be long */
 
