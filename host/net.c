@@ -269,14 +269,15 @@ int nb_input(net_builder *nb, int size)
     return t;
 }
 
-int nb_conv(net_builder *nb, int in, const char *conv, const char *bn, int cout, int k,
-            int stride, int pad, int groups, int bias, net_act act, int res)
+int nb_conv_with(net_builder *nb, int in, int res, nb_conv_opts o)
 {
     if (!nb_ok(nb) || in < 0)
         return -1;
     net_tensor x = *tensor(nb, in);
-    if (groups == NB_DEPTHWISE)
-        groups = x.c;
+    const char *conv = o.conv, *bn = o.bn;
+    int cout = o.cout, k = o.k, stride = o.stride ? o.stride : 1, pad = o.pad, bias = o.bias;
+    int groups = o.groups == NB_DEPTHWISE ? x.c : o.groups ? o.groups : 1;
+    net_act act = o.act;
     const st_tensor *wt;
     char wname[160];
     snprintf(wname, sizeof wname, "%s.weight", conv);
