@@ -29,7 +29,7 @@ static fn_status check_net(const cuda_backend *cb)
         const net_op *op = &nt->ops[i];
         if ((op->kind == OP_CONV || op->kind == OP_LINEAR || op->kind == OP_AFFINE) && (!op->w || !op->b))
             return fn_fail(FN_ERR_INVALID_ARG, "%s: layer %s has no weights", nt->arch, op->name);
-        if ((unsigned)op->kind > OP_LINEAR || (unsigned)op->act > ACT_LEAKY)
+        if ((unsigned)op->kind >= OP_COUNT || (unsigned)op->act >= ACT_COUNT)
             return fn_fail(FN_ERR_INVALID_ARG, "%s: layer %s: op %d / activation %d unknown to the CUDA backend",
                            nt->arch, op->name, (int)op->kind, (int)op->act);
         if ((op->kind == OP_SCALE || op->kind == OP_ADD) && op->res < 0)

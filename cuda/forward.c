@@ -30,13 +30,6 @@
 #include "backend_cuda.h"
 #include "error.h"
 
-static const char *kind_name(net_op_kind k)
-{
-    static const char *names[] = {"conv", "affine", "maxpool", "avgpool", "avgpool_k", "shortcut_a",
-                                  "scale", "add", "act", "concat", "linear"};
-    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
-}
-
 /* The failure of op i of a batch of n: its message, prefixed with the op. */
 static fn_status op_failed(const cuda_backend *cb, int i, int n, fn_status st)
 {
@@ -46,7 +39,7 @@ static fn_status op_failed(const cuda_backend *cb, int i, int n, fn_status st)
     const net_op *op = &nt->ops[i];
     const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
     return fn_fail(st, "%s (%s): op %d (%s '%s', %d x %d x %d -> %d x %d x %d, batch %d) failed: %s", nt->arch,
-                   fn_precision_name(cb->precision), i, kind_name(op->kind), op->name, in->c, in->h, in->w, out->c,
+                   fn_precision_name(cb->precision), i, net_op_kind_name(op->kind), op->name, in->c, in->h, in->w, out->c,
                    out->h, out->w, n, why);
 }
 

@@ -42,6 +42,27 @@ void net_input_table(const net *n, float table[3][256])
             table[c][v] = ((float)v / 255.0f - n->mean[c]) / n->std[c];
 }
 
+/* ---- names ---------------------------------------------------------------- */
+
+static const char *const op_kind_names[] = {
+    [OP_CONV] = "conv",           [OP_AFFINE] = "affine",         [OP_MAXPOOL] = "maxpool",
+    [OP_AVGPOOL] = "avgpool",     [OP_AVGPOOL_K] = "avgpool_k",   [OP_SHORTCUT_A] = "shortcut_a",
+    [OP_SCALE] = "scale",         [OP_ADD] = "add",               [OP_ACT] = "act",
+    [OP_CONCAT] = "concat",       [OP_LINEAR] = "linear",
+};
+_Static_assert(sizeof op_kind_names / sizeof op_kind_names[0] == OP_COUNT, "a name for every op kind");
+
+static const char *const act_names[] = {
+    [ACT_NONE] = "none",          [ACT_RELU] = "relu",            [ACT_RELU6] = "relu6",
+    [ACT_HARDSWISH] = "hardswish", [ACT_HARDSIGMOID] = "hardsigmoid", [ACT_SIGMOID] = "sigmoid",
+    [ACT_SILU] = "silu",          [ACT_LEAKY] = "leaky",
+};
+_Static_assert(sizeof act_names / sizeof act_names[0] == ACT_COUNT, "a name for every activation");
+
+const char *net_op_kind_name(net_op_kind k) { return (unsigned)k < OP_COUNT ? op_kind_names[k] : "?"; }
+
+const char *net_act_name(net_act a) { return (unsigned)a < ACT_COUNT ? act_names[a] : "?"; }
+
 /* ---- memory plan ---------------------------------------------------------- */
 
 typedef struct live { size_t offset, size; int last; } live;
@@ -248,14 +269,15 @@ int nb_input(net_builder *nb, int size)
     return t;
 }
 
-int nb_conv(net_builder *nb, int in, const char *conv, const char *bn, int cout, int k,
-            int stride, int pad, int groups, int bias, net_act act, int res)
+int nb_conv_with(net_builder *nb, int in, int res, nb_conv_opts o)
 {
     if (!nb_ok(nb) || in < 0)
         return -1;
     net_tensor x = *tensor(nb, in);
-    if (groups == NB_DEPTHWISE)
-        groups = x.c;
+    const char *conv = o.conv, *bn = o.bn;
+    int cout = o.cout, k = o.k, stride = o.stride ? o.stride : 1, pad = o.pad, bias = o.bias;
+    int groups = o.groups == NB_DEPTHWISE ? x.c : o.groups ? o.groups : 1;
+    net_act act = o.act;
     const st_tensor *wt;
     char wname[160];
     snprintf(wname, sizeof wname, "%s.weight", conv);

@@ -19,6 +19,9 @@
 typedef enum net_act {
     ACT_NONE, ACT_RELU, ACT_RELU6, ACT_HARDSWISH, ACT_HARDSIGMOID, ACT_SIGMOID, ACT_SILU, ACT_LEAKY
 } net_act;
+/* One past the last (a macro, so that switches need no case for it): an
+ * activation added last moves it; net.c's name table asserts the count. */
+#define ACT_COUNT (ACT_LEAKY + 1)
 
 typedef enum net_op_kind {
     OP_CONV,       /* out = act(conv(in, w) + b [+ res]), grouped when groups > 1 */
@@ -33,6 +36,11 @@ typedef enum net_op_kind {
     OP_CONCAT,     /* out = in, then cat[0..n_cat) along channels (same h x w) */
     OP_LINEAR      /* out = act(w * flatten(in) + b); out is K x 1 x 1 */
 } net_op_kind;
+#define OP_COUNT (OP_LINEAR + 1) /* as ACT_COUNT */
+
+/* "conv", "relu", ... for messages and test filters; "?" out of range. */
+const char *net_op_kind_name(net_op_kind k);
+const char *net_act_name(net_act a);
 
 #define NET_NAME 128 /* op and block names: ONNX tensor names can be long */
 
@@ -113,15 +121,28 @@ typedef struct net_builder {
     fn_status status;        /* the first error; later calls then do nothing */
 } net_builder;
 
-#define NB_DEPTHWISE 0 /* groups argument: one group per input channel */
+#define NB_DEPTHWISE (-1) /* nb_conv_opts.groups: one group per input channel */
+
+/* A Conv2d's arguments, as PyTorch names them; zero is the default of each. */
+typedef struct nb_conv_opts {
+    const char *conv;   /* weights "<conv>.weight", and "<conv>.bias" with bias */
+    const char *bn;     /* BatchNorm "<bn>.*" folded in; NULL: none */
+    int cout;           /* the default width; with weights it comes from the tensor's shape */
+    int k, stride, pad; /* stride 0 is 1 */
+    int groups;         /* 0 is 1; NB_DEPTHWISE */
+    int bias;
+    net_act act;
+} nb_conv_opts;
 
 int nb_input(net_builder *nb, int size);
-/* Conv from "<conv>.weight" (and "<conv>.bias" when bias is set), BatchNorm
- * "<bn>.*" (when bn is not NULL) folded in. cout is the default width; with weights it comes
- * from the tensor's shape, so reduced-width variants load too. Returns the
- * output tensor id, or -1 once an error has been recorded. */
-int nb_conv(net_builder *nb, int in, const char *conv, const char *bn, int cout, int k,
-            int stride, int pad, int groups, int bias, net_act act, int res);
+/* A conv layer, written as a model file reads like its PyTorch layer list:
+ *   x = nb_conv(nb, x, .conv = "conv1", .bn = "bn1", .cout = 16, .k = 3, .pad = 1, .act = ACT_RELU);
+ * nb_conv_add adds tensor res (-1: none) before the activation: a residual.
+ * The width comes from the weights when loaded, so reduced-width variants
+ * load too. Returns the output tensor id, or -1 once an error has been recorded. */
+int nb_conv_with(net_builder *nb, int in, int res, nb_conv_opts o);
+#define nb_conv(nb, in, ...) nb_conv_with((nb), (in), -1, (nb_conv_opts){__VA_ARGS__})
+#define nb_conv_add(nb, in, res, ...) nb_conv_with((nb), (in), (res), (nb_conv_opts){__VA_ARGS__})
 int nb_affine_bn(net_builder *nb, int in, const char *bn, net_act act);
 int nb_maxpool(net_builder *nb, int in, int k, int stride, int pad);
 int nb_avgpool(net_builder *nb, int in, int out_h, int out_w);

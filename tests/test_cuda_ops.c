@@ -44,30 +44,35 @@ static int slope(net_builder *nb, int t)
 
 static int stem(net_builder *nb, int x) /* 8 channels to work on */
 {
-    return nb_conv(nb, x, "stem", NULL, 8, 3, 1, 1, 1, 1, ACT_NONE, -1);
+    return nb_conv(nb, x, .conv = "stem", .cout = 8, .k = 3, .pad = 1, .bias = 1);
 }
 
 static int body_conv(net_builder *nb, int x, int act)
 {
     int s = stem(nb, x);
-    return slope(nb, nb_conv(nb, s, "conv", NULL, 16, 3, 1, 1, 1, 1, (net_act)act, -1));
+    return slope(nb, nb_conv(nb, s, .conv = "conv", .cout = 16, .k = 3, .pad = 1, .bias = 1, .act = (net_act)act));
 }
 
 static int body_conv_res(net_builder *nb, int x, int act)
 {
     int s = stem(nb, x);
-    return slope(nb, nb_conv(nb, s, "conv", NULL, 8, 3, 1, 1, 1, 1, (net_act)act, s));
+    return slope(nb, nb_conv_add(nb, s, s, .conv = "conv", .cout = 8, .k = 3, .pad = 1, .bias = 1,
+                                 .act = (net_act)act));
 }
 
 static int body_conv_shapes(net_builder *nb, int x, int v)
 {
     int s = stem(nb, x);
     switch (v) {
-    case 0: return nb_conv(nb, s, "c5s2", NULL, 12, 5, 2, 2, 1, 1, ACT_RELU, -1);
-    case 1: return nb_conv(nb, s, "c1", NULL, 24, 1, 1, 0, 1, 1, ACT_NONE, -1);
-    case 2: return nb_conv(nb, s, "grouped", NULL, 16, 3, 1, 1, 2, 1, ACT_RELU6, -1);
-    case 3: return nb_conv(nb, s, "dw", NULL, 8, 3, 1, 1, NB_DEPTHWISE, 1, ACT_HARDSWISH, -1);
-    default: return nb_conv(nb, s, "dw5s2", NULL, 16, 5, 2, 2, NB_DEPTHWISE, 1, ACT_RELU, -1); /* multiplier 2 */
+    case 0: return nb_conv(nb, s, .conv = "c5s2", .cout = 12, .k = 5, .stride = 2, .pad = 2, .bias = 1,
+                           .act = ACT_RELU);
+    case 1: return nb_conv(nb, s, .conv = "c1", .cout = 24, .k = 1, .bias = 1);
+    case 2: return nb_conv(nb, s, .conv = "grouped", .cout = 16, .k = 3, .pad = 1, .groups = 2, .bias = 1,
+                           .act = ACT_RELU6);
+    case 3: return nb_conv(nb, s, .conv = "dw", .cout = 8, .k = 3, .pad = 1, .groups = NB_DEPTHWISE, .bias = 1,
+                           .act = ACT_HARDSWISH);
+    default: return nb_conv(nb, s, .conv = "dw5s2", .cout = 16, .k = 5, .stride = 2, .pad = 2,
+                            .groups = NB_DEPTHWISE, .bias = 1, .act = ACT_RELU); /* multiplier 2 */
     }
 }
 
@@ -101,18 +106,18 @@ static int body_scale(net_builder *nb, int x, int v)
     int s = stem(nb, x);
     if (v == 0) { /* squeeze-excitation: c x 1 x 1 */
         int g = nb_avgpool(nb, s, 1, 1);
-        int r = nb_conv(nb, g, "se.fc1", NULL, 4, 1, 1, 0, 1, 1, ACT_RELU, -1);
-        int e = nb_conv(nb, r, "se.fc2", NULL, 8, 1, 1, 0, 1, 1, ACT_HARDSIGMOID, -1);
+        int r = nb_conv(nb, g, .conv = "se.fc1", .cout = 4, .k = 1, .bias = 1, .act = ACT_RELU);
+        int e = nb_conv(nb, r, .conv = "se.fc2", .cout = 8, .k = 1, .bias = 1, .act = ACT_HARDSIGMOID);
         return nb_scale(nb, s, e);
     }
-    int gate = nb_act(nb, nb_conv(nb, s, "gate", NULL, 8, 1, 1, 0, 1, 1, ACT_NONE, -1), ACT_SIGMOID, 0);
+    int gate = nb_act(nb, nb_conv(nb, s, .conv = "gate", .cout = 8, .k = 1, .bias = 1), ACT_SIGMOID, 0);
     return nb_scale(nb, s, gate); /* same shape: elementwise */
 }
 
 static int body_add(net_builder *nb, int x, int act)
 {
     int s = stem(nb, x);
-    int t = nb_conv(nb, s, "branch", NULL, 8, 3, 1, 1, 1, 1, ACT_NONE, -1);
+    int t = nb_conv(nb, s, .conv = "branch", .cout = 8, .k = 3, .pad = 1, .bias = 1);
     return slope(nb, nb_add(nb, s, t, (net_act)act));
 }
 
@@ -124,8 +129,8 @@ static int body_act(net_builder *nb, int x, int act)
 static int body_concat(net_builder *nb, int x, int v)
 {
     int s = stem(nb, x);
-    int a = nb_conv(nb, s, "a", NULL, 3, 1, 1, 0, 1, 1, ACT_RELU, -1);
-    int b = nb_conv(nb, s, "b", NULL, 5, 3, 1, 1, 1, 1, ACT_SILU, -1);
+    int a = nb_conv(nb, s, .conv = "a", .cout = 3, .k = 1, .bias = 1, .act = ACT_RELU);
+    int b = nb_conv(nb, s, .conv = "b", .cout = 5, .k = 3, .pad = 1, .bias = 1, .act = ACT_SILU);
     int ins[3] = {a, s, b};
     return nb_concat(nb, ins, 3);
 }

@@ -16,7 +16,8 @@ static int conv_bn(net_builder *nb, int x, const char *p, int cout, int k, int s
     char conv[80], bn[80];
     snprintf(conv, sizeof conv, "%s.0", p);
     snprintf(bn, sizeof bn, "%s.1", p);
-    return nb_conv(nb, x, conv, bn, cout, k, stride, (k - 1) / 2, groups, 0, act, -1);
+    return nb_conv(nb, x, .conv = conv, .bn = bn, .cout = cout, .k = k, .stride = stride, .pad = (k - 1) / 2,
+                   .groups = groups, .act = act);
 }
 
 static int make_divisible(int v) /* torchvision's _make_divisible(v, 8) */
@@ -52,7 +53,7 @@ int build_mobilenet_v2(net_builder *nb, int x, const arch_options *o)
             snprintf(wname, sizeof wname, "%s.weight", proj);
             int out_c = nb_width(nb, wname, settings[s][1]);
             int res = stride == 1 && in_c == out_c ? in : -1;
-            x = nb_conv(nb, x, proj, bn, out_c, 1, 1, 0, 1, 0, ACT_NONE, res);
+            x = nb_conv_add(nb, x, res, .conv = proj, .bn = bn, .cout = out_c, .k = 1);
             nb_tap(nb, x, block);
         }
     x = conv_bn(nb, x, "features.18", 1280, 1, 1, 1, ACT_RELU6);
@@ -90,8 +91,8 @@ int build_mobilenet_v3_large(net_builder *nb, int x, const arch_options *o)
             snprintf(fc2, sizeof fc2, "%s.block.%d.fc2", block, j++);
             int c = nb_channels(nb, x);
             int s = nb_avgpool(nb, x, 1, 1);
-            s = nb_conv(nb, s, fc1, NULL, make_divisible(c / 4), 1, 1, 0, 1, 1, ACT_RELU, -1);
-            s = nb_conv(nb, s, fc2, NULL, c, 1, 1, 0, 1, 1, ACT_HARDSIGMOID, -1);
+            s = nb_conv(nb, s, .conv = fc1, .cout = make_divisible(c / 4), .k = 1, .bias = 1, .act = ACT_RELU);
+            s = nb_conv(nb, s, .conv = fc2, .cout = c, .k = 1, .bias = 1, .act = ACT_HARDSIGMOID);
             x = nb_scale(nb, x, s);
         }
         snprintf(p, sizeof p, "%s.block.%d", block, j);
@@ -101,7 +102,7 @@ int build_mobilenet_v3_large(net_builder *nb, int x, const arch_options *o)
         snprintf(conv, sizeof conv, "%s.0", p);
         snprintf(bn, sizeof bn, "%s.1", p);
         int res = cfg[b].stride == 1 && in_c == out_c ? in : -1;
-        x = nb_conv(nb, x, conv, bn, out_c, 1, 1, 0, 1, 0, ACT_NONE, res);
+        x = nb_conv_add(nb, x, res, .conv = conv, .bn = bn, .cout = out_c, .k = 1);
         nb_tap(nb, x, block);
     }
     x = conv_bn(nb, x, "features.16", 960, 1, 1, 1, ACT_HARDSWISH);

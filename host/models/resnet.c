@@ -15,7 +15,7 @@
 
 static int cifar_resnet(net_builder *nb, int x, int blocks_per_stage)
 {
-    x = nb_conv(nb, x, "conv1", "bn1", 16, 3, 1, 1, 1, 0, ACT_RELU, -1);
+    x = nb_conv(nb, x, .conv = "conv1", .bn = "bn1", .cout = 16, .k = 3, .pad = 1, .act = ACT_RELU);
     for (int s = 0; s < 3; s++)
         for (int i = 0; i < blocks_per_stage; i++) {
             char p[32], c1[48], b1[48], c2[48], b2[48];
@@ -23,10 +23,12 @@ static int cifar_resnet(net_builder *nb, int x, int blocks_per_stage)
             snprintf(c1, sizeof c1, "%s.conv1", p), snprintf(b1, sizeof b1, "%s.bn1", p);
             snprintf(c2, sizeof c2, "%s.conv2", p), snprintf(b2, sizeof b2, "%s.bn2", p);
             int stride = s > 0 && i == 0 ? 2 : 1;
-            int h = nb_conv(nb, x, c1, b1, 16 << s, 3, stride, 1, 1, 0, ACT_RELU, -1);
+            int h = nb_conv(nb, x, .conv = c1, .bn = b1, .cout = 16 << s, .k = 3, .stride = stride, .pad = 1,
+                            .act = ACT_RELU);
             int planes = nb_channels(nb, h);
             int shortcut = stride != 1 || nb_channels(nb, x) != planes ? nb_shortcut_a(nb, x, planes) : x;
-            x = nb_conv(nb, h, c2, b2, planes, 3, 1, 1, 1, 0, ACT_RELU, shortcut);
+            x = nb_conv_add(nb, h, shortcut, .conv = c2, .bn = b2, .cout = planes, .k = 3, .pad = 1,
+                            .act = ACT_RELU);
             nb_tap(nb, x, p);
         }
     x = nb_avgpool(nb, x, 1, 1);
@@ -55,15 +57,18 @@ static int residual_block(net_builder *nb, int x, const char *p, const char *pro
     int out_c = nb_width(nb, last_w, bottleneck ? planes * 4 : planes);
     int shortcut = x;
     if (stride != 1 || nb_channels(nb, x) != out_c)
-        shortcut = nb_conv(nb, x, pc, pb, out_c, 1, stride, 0, 1, 0, ACT_NONE, -1);
+        shortcut = nb_conv(nb, x, .conv = pc, .bn = pb, .cout = out_c, .k = 1, .stride = stride);
     int h;
     if (bottleneck) { /* torchvision puts the stride on the 3x3 conv (ResNet v1.5) */
-        h = nb_conv(nb, x, c[1], b[1], planes, 1, 1, 0, 1, 0, ACT_RELU, -1);
-        h = nb_conv(nb, h, c[2], b[2], planes, 3, stride, 1, 1, 0, ACT_RELU, -1);
-        h = nb_conv(nb, h, c[3], b[3], out_c, 1, 1, 0, 1, 0, ACT_RELU, shortcut);
+        h = nb_conv(nb, x, .conv = c[1], .bn = b[1], .cout = planes, .k = 1, .act = ACT_RELU);
+        h = nb_conv(nb, h, .conv = c[2], .bn = b[2], .cout = planes, .k = 3, .stride = stride, .pad = 1,
+                    .act = ACT_RELU);
+        h = nb_conv_add(nb, h, shortcut, .conv = c[3], .bn = b[3], .cout = out_c, .k = 1, .act = ACT_RELU);
     } else {
-        h = nb_conv(nb, x, c[1], b[1], planes, 3, stride, 1, 1, 0, ACT_RELU, -1);
-        h = nb_conv(nb, h, c[2], b[2], out_c, 3, 1, 1, 1, 0, ACT_RELU, shortcut);
+        h = nb_conv(nb, x, .conv = c[1], .bn = b[1], .cout = planes, .k = 3, .stride = stride, .pad = 1,
+                    .act = ACT_RELU);
+        h = nb_conv_add(nb, h, shortcut, .conv = c[2], .bn = b[2], .cout = out_c, .k = 3, .pad = 1,
+                        .act = ACT_RELU);
     }
     nb_tap(nb, h, p);
     return h;
@@ -83,7 +88,7 @@ static int resnet_stages(net_builder *nb, int x, const int *blocks, int bottlene
 
 static int imagenet_resnet(net_builder *nb, int x, const int *blocks, int bottleneck)
 {
-    x = nb_conv(nb, x, "conv1", "bn1", 64, 7, 2, 3, 1, 0, ACT_RELU, -1);
+    x = nb_conv(nb, x, .conv = "conv1", .bn = "bn1", .cout = 64, .k = 7, .stride = 2, .pad = 3, .act = ACT_RELU);
     x = nb_maxpool(nb, x, 3, 2, 1);
     x = resnet_stages(nb, x, blocks, bottleneck, "downsample");
     return nb_linear(nb, x, "fc", 1000, ACT_NONE);
@@ -111,7 +116,7 @@ int build_resnet18_cifar(net_builder *nb, int x, const arch_options *o)
 {
     static const int blocks[4] = {2, 2, 2, 2};
     int pad = o && o->stem_padding > 0 ? o->stem_padding : 1;
-    x = nb_conv(nb, x, "conv1", "bn1", 64, 3, 1, pad, 1, 0, ACT_RELU, -1);
+    x = nb_conv(nb, x, .conv = "conv1", .bn = "bn1", .cout = 64, .k = 3, .pad = pad, .act = ACT_RELU);
     x = resnet_stages(nb, x, blocks, 0, "shortcut");
     return nb_linear(nb, x, "linear", 10, ACT_NONE);
 }

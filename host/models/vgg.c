@@ -27,7 +27,8 @@ static int vgg_features(net_builder *nb, int x, const int *cfg, int n, int batch
         snprintf(conv, sizeof conv, "features.%d", index);
         snprintf(bn, sizeof bn, "features.%d", index + 1);
         snprintf(block, sizeof block, "conv%d_%d", stage, ++in_stage);
-        x = nb_conv(nb, x, conv, batch_norm ? bn : NULL, cfg[i], 3, 1, 1, 1, 1, ACT_RELU, -1);
+        x = nb_conv(nb, x, .conv = conv, .bn = batch_norm ? bn : NULL, .cout = cfg[i], .k = 3, .pad = 1, .bias = 1,
+                    .act = ACT_RELU);
         nb_tap(nb, x, block);
         index += batch_norm ? 3 : 2;
     }

@@ -13,7 +13,7 @@
 int build_wrn28_10(net_builder *nb, int x, const arch_options *o)
 {
     static const int widths[3] = {160, 320, 640};
-    x = nb_conv(nb, x, "conv1", NULL, 16, 3, 1, 1, 1, 0, ACT_NONE, -1);
+    x = nb_conv(nb, x, .conv = "conv1", .cout = 16, .k = 3, .pad = 1);
     for (int g = 0; g < 3; g++)
         for (int i = 0; i < 4; i++) {
             char p[32], bn1[48], conv1[48], bn2[48], conv2[48], proj[48], block[32];
@@ -24,12 +24,13 @@ int build_wrn28_10(net_builder *nb, int x, const arch_options *o)
             snprintf(block, sizeof block, "block%d.%d", g + 1, i);
             int stride = g > 0 && i == 0 ? 2 : 1;
             int act = nb_affine_bn(nb, x, bn1, ACT_RELU);
-            int h = nb_conv(nb, act, conv1, bn2, widths[g], 3, stride, 1, 1, 0, ACT_RELU, -1);
+            int h = nb_conv(nb, act, .conv = conv1, .bn = bn2, .cout = widths[g], .k = 3, .stride = stride, .pad = 1,
+                            .act = ACT_RELU);
             int out_c = nb_channels(nb, h);
             int shortcut = out_c != nb_channels(nb, x)
-                               ? nb_conv(nb, act, proj, NULL, out_c, 1, stride, 0, 1, 0, ACT_NONE, -1)
+                               ? nb_conv(nb, act, .conv = proj, .cout = out_c, .k = 1, .stride = stride)
                                : x;
-            x = nb_conv(nb, h, conv2, NULL, out_c, 3, 1, 1, 1, 0, ACT_NONE, shortcut);
+            x = nb_conv_add(nb, h, shortcut, .conv = conv2, .cout = out_c, .k = 3, .pad = 1);
             nb_tap(nb, x, block);
         }
     x = nb_affine_bn(nb, x, "bn1", ACT_RELU);
