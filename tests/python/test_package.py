@@ -210,3 +210,12 @@ def test_real_data_matches_cli(fn, exe, shared_data, tmp_path):
     for name in ("fn.layer1.0", "fn.layer3.2", "fn_selected", "msp", "energy"):
         np.testing.assert_array_equal(cols[name], np.array(cli[name], np.float32), err_msg=name)
     assert (cols["pred"] == cols["label"]).mean() > 0.8  # the trained net: about 92% on CIFAR-10
+
+
+def test_library_not_found_is_clear(tmp_path):
+    """A missing library is an ImportError naming where it looked and what to do."""
+    env = dict(os.environ, FEATURENORM_LIBRARY=str(tmp_path / "libnothing.so"),
+               PYTHONPATH=os.path.join(SRC, "python"))
+    r = subprocess.run([sys.executable, "-c", "import featurenorm"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "libfeaturenorm not found" in r.stderr and "libnothing.so" in r.stderr
