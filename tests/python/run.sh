@@ -14,6 +14,6 @@ if [ "$sanitize" = sanitize ]; then
     # an ASan library in a host that is not: its runtime must be loaded first;
     # Python's own allocations at exit are not ours to report
     export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
-    export ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 fi
 exec "$py" -m pytest -q -p no:cacheprovider "$src/tests/python" -rs
