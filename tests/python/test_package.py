@@ -219,3 +219,25 @@ def test_library_not_found_is_clear(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import featurenorm"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "libfeaturenorm not found" in r.stderr and "libnothing.so" in r.stderr
+
+
+def test_ctrl_c_stops_a_pass():
+    """SIGINT during score: the pass stops after its batch in hand (fn_run_options.cancel)
+    and KeyboardInterrupt reaches the caller, instead of waiting for 20000 images."""
+    code = f"""
+import os, signal, threading, time, numpy as np, featurenorm as fn
+m = fn.Model("resnet20_cifar", {WEIGHTS!r}, backend="cpu", threads=1, batch=16)
+x = np.zeros((20000, 32, 32, 3), np.uint8)
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+t = time.time()
+try:
+    m.score(x, progress=False)
+    print("ran to the end")
+except KeyboardInterrupt:
+    print("stopped after %.1f s" % (time.time() - t))
+"""
+    env = dict(os.environ, PYTHONPATH=os.path.join(SRC, "python"))
+    r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("stopped after"), r.stdout + r.stderr
+    assert float(r.stdout.split()[2]) < 10, r.stdout
