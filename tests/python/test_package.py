@@ -241,3 +241,26 @@ except KeyboardInterrupt:
                        text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("stopped after"), r.stdout + r.stderr
     assert float(r.stdout.split()[2]) < 10, r.stdout
+
+
+def test_onnx_model_against_pytorch(fn):
+    """An ONNX file (tests/fixtures/onnx/misc: Clip, Add + LeakyRelu, HardSwish, Concat...)
+    loaded through the package, float32 input, against PyTorch's outputs of the same
+    network (scripts/make_onnx_fixtures.py): 1e-4 row-scaled, as tests/test_onnx.c
+    (fp32 through a handful of layers, float32 accumulation orders differ)."""
+    folder = os.path.join(SRC, "tests", "fixtures", "onnx", "misc")
+    meta = json.load(open(os.path.join(folder, "meta.json")))
+    try:
+        m = fn.Model(model=os.path.join(folder, "model.onnx"), blocks=meta["blocks_arg"], backend="cpu",
+                     input_size=meta["input_size"])
+    except fn.Error as e:
+        if e.status == "FN_ERR_UNAVAILABLE":
+            pytest.skip(f"built without ONNX: {e.message}")
+        raise
+    assert [b.name for b in m.blocks] == meta["blocks_arg"].split(",")  # PyTorch's: meta["blocks"]
+    assert [list(b.shape) for b in m.blocks] == meta["block_shapes"]
+    out = m.forward(np.load(os.path.join(folder, "input.npy")))
+    for k in ("norms", "logits", "features"):
+        want = np.load(os.path.join(folder, f"{k}.npy"))
+        scale = np.abs(want).max(axis=1, keepdims=True)
+        assert (np.abs(out[k] - want) / scale).max() < 1e-4, k
