@@ -10,7 +10,16 @@ from ._lib import Error, check, lib, new, structs, text
 
 BACKENDS = ("auto", "cpu", "cuda")          # fn_backend, in enum order
 PRESETS = ("auto", "cifar", "imagenet")     # fn_preset, in enum order
-PRECISIONS = tuple(text(lib.fn_precision_name(i)) for i in range(4))
+
+
+def _precisions():
+    names = []
+    while text(lib.fn_precision_name(len(names))) != "?":  # the library's names, in enum order
+        names.append(text(lib.fn_precision_name(len(names))))
+    return tuple(names)
+
+
+PRECISIONS = _precisions()
 
 Block = collections.namedtuple("Block", "index name shape")
 Block.__doc__ = "A candidate block: its index (column of the norms), name and output shape (C, H, W)."
@@ -299,8 +308,8 @@ class Model:
                                                                ctypes.byref(out))), self._run(**run, **opts))
         try:
             if csv is not None or npy is not None:
-                check(lib.fn_scores_write(out, self._handle, d._handle, None if csv is None else os.fspath(csv).encode(),
-                                          None if npy is None else os.fspath(npy).encode()))
+                path = lambda p: None if p is None else os.fspath(p).encode()  # noqa: E731
+                check(lib.fn_scores_write(out, self._handle, d._handle, path(csv), path(npy)))
             return _frame(self._columns(out, d), as_frame)
         finally:
             lib.fn_scores_free(out)
