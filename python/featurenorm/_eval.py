@@ -37,9 +37,27 @@ def _default_scores(columns):
     return out + blocks[-1:] + (["fn_selected"] if "fn_selected" in columns else [])
 
 
+class Table(dict):
+    """evaluate's rows as columns by name (a dict of arrays) that prints as the CLI's
+    tables: a row per score, a column per set and the average, cells in %."""
+
+    def _layout(self, header, a, b):
+        sets = list(dict.fromkeys(self["set"]))
+        lines = [f"| {header} (%) | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+        for first in range(0, len(self["score"]), len(sets)):
+            rows = range(first, first + len(sets))
+            lines.append(f"| {self['title'][first]} | "
+                         + " | ".join(f"{100 * self[a][i]:.2f}/{100 * self[b][i]:.2f}" for i in rows) + " |")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (self._layout("FPR95 / AUROC", "fpr95", "auroc") + "\n\n"
+                + self._layout("AUPR-In / AUPR-Out", "aupr_in", "aupr_out"))
+
+
 def _table(rows):
-    return {k: np.array([r[k] for r in rows], dtype=object if k in ("score", "title", "set") else None)
-            for k in rows[0]}
+    return Table({k: np.array([r[k] for r in rows], dtype=object if k in ("score", "title", "set") else None)
+                  for k in rows[0]})
 
 
 def _from_files(id_csv, ood, score_names):

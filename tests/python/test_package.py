@@ -112,6 +112,8 @@ def test_evaluate_matches_cli(fn, model, exe, image_set, tmp_path):
     # every AUROC the CLI wrote (%.9g) is the package's
     written = {float(v) for v in re.findall(r'"auroc": ([-0-9.e+]+)', text)}
     assert {float(f"{v:.9g}") for v in from_files["auroc"]} == written
+    cli_md = run([exe, "eval", "--id", tmp_path / "id.csv", "--ood", f"Fixtures={tmp_path / 'ood.csv'}"]).stdout
+    assert repr(from_files) in cli_md and repr(from_arrays) in cli_md  # printed as the CLI prints it
     m = fn.metrics(id_cols["msp"], ood_cols["msp"])
     assert m["auroc"] == from_arrays["auroc"][0] and m["n_id"] == len(images)
 
@@ -209,7 +211,7 @@ def test_real_data_matches_cli(fn, exe, shared_data, tmp_path):
     np.testing.assert_array_equal(cols["label"], np.array(cli["label"], int))
     for name in ("fn.layer1.0", "fn.layer3.2", "fn_selected", "msp", "energy"):
         np.testing.assert_array_equal(cols[name], np.array(cli[name], np.float32), err_msg=name)
-    assert (cols["pred"] == cols["label"]).mean() > 0.8  # the trained net: about 92% on CIFAR-10
+    assert (cols["pred"] == cols["label"]).mean() > 0.6  # the trained net: 81% on these JPEGs (README)
 
 
 def test_library_not_found_is_clear(tmp_path):
