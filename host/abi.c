@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "abi.h"
 #include "featurenorm.h"
 
 typedef struct abi_field {
@@ -32,14 +33,8 @@ typedef struct abi_struct {
 /* uint64_t is size_t's type on LP64, so _Generic cannot tell them apart */
 #define FIELD_U64(S, f) FIELD_AS(S, f, "uint64_t")
 
-static const abi_struct structs[] = {
-    {"fn_model_options", sizeof(fn_model_options)}, {"fn_model_info", sizeof(fn_model_info)},
-    {"fn_outputs", sizeof(fn_outputs)},             {"fn_dataset_options", sizeof(fn_dataset_options)},
-    {"fn_run_options", sizeof(fn_run_options)},     {"fn_scores", sizeof(fn_scores)},
-    {"fn_selection", sizeof(fn_selection)},         {"fn_mpi_info", sizeof(fn_mpi_info)},
-    {"fn_metrics", sizeof(fn_metrics)},             {"fn_eval_result", sizeof(fn_eval_result)},
-    {"fn_columns", sizeof(fn_columns)},
-};
+#define STRUCT(S) {#S, sizeof(S)},
+static const abi_struct structs[] = {FN_ABI_STRUCTS(STRUCT)};
 
 static const abi_field fields[] = {
     FIELD(fn_model_options, arch), FIELD(fn_model_options, weights), FIELD(fn_model_options, model),

@@ -8,20 +8,9 @@
 #include <ctype.h>
 #include <stdint.h>
 
+#include "abi.h"
 #include "featurenorm.h"
 #include "test.h"
-
-static const struct {
-    const char *name;
-    size_t size;
-} sizes[] = {
-    {"fn_model_options", sizeof(fn_model_options)}, {"fn_model_info", sizeof(fn_model_info)},
-    {"fn_outputs", sizeof(fn_outputs)},             {"fn_dataset_options", sizeof(fn_dataset_options)},
-    {"fn_run_options", sizeof(fn_run_options)},     {"fn_scores", sizeof(fn_scores)},
-    {"fn_selection", sizeof(fn_selection)},         {"fn_mpi_info", sizeof(fn_mpi_info)},
-    {"fn_metrics", sizeof(fn_metrics)},             {"fn_eval_result", sizeof(fn_eval_result)},
-    {"fn_columns", sizeof(fn_columns)},
-};
 
 /* sizeof of a type name of the table; its alignment is its element's size */
 static const struct {
@@ -135,9 +124,9 @@ static void test_header_structs(void)
 static void test_sizes(void)
 {
     CHECK(fn_abi_version() == FN_ABI_VERSION);
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
-        CHECK_MSG(fn_struct_size(sizes[i].name) == sizes[i].size, "%s: %zu, sizeof %zu", sizes[i].name,
-                  fn_struct_size(sizes[i].name), sizes[i].size);
+#define SIZE(S) \
+    CHECK_MSG(fn_struct_size(#S) == sizeof(S), #S ": %zu, sizeof %zu", fn_struct_size(#S), sizeof(S));
+    FN_ABI_STRUCTS(SIZE)
     CHECK(fn_struct_size("fn_model") == 0);
     CHECK(fn_struct_size(NULL) == 0);
     const char *f, *t;
