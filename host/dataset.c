@@ -433,6 +433,8 @@ int fn_dataset_label(const fn_dataset *d, size_t i) { return d && i < d->n ? d->
 fn_status dataset_read(const fn_dataset *d, size_t i, image_rgb *out)
 {
     const ds_item *it = &d->items[i];
+    if (d->pixels)
+        return dataset_read_memory(d, i, out);
     if (it->file < 0)
         return image_load(it->name, out);
     const ds_file *f = &d->files[it->file];

@@ -24,9 +24,13 @@ struct fn_dataset {
     size_t n, cap;
     ds_file *files;
     int n_files;
+    const uint8_t *pixels; /* fn_dataset_from_images: n x height x width x 3, the caller's */
+    int height, width;
 };
 
 /* Decodes item i into RGB (safe from many threads at once). */
 fn_status dataset_read(const fn_dataset *d, size_t i, image_rgb *out);
+/* The same for a dataset of images in memory (dataset_memory.c). */
+fn_status dataset_read_memory(const fn_dataset *d, size_t i, image_rgb *out);
 
 #endif

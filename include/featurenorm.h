@@ -33,6 +33,9 @@ extern "C" {
 #endif
 
 #define FN_VERSION "0.1.0"
+/* Raised whenever a public struct, enum or function signature changes; hosts
+ * in other languages check it (and fn_struct_size) before any call. */
+#define FN_ABI_VERSION 1
 
 /* ---- status and errors ------------------------------------------------- */
 
@@ -181,6 +184,12 @@ FN_API void fn_dataset_free(fn_dataset *d);
 FN_API size_t fn_dataset_size(const fn_dataset *d);
 FN_API const char *fn_dataset_item_name(const fn_dataset *d, size_t i); /* path, or file#record */
 FN_API int fn_dataset_label(const fn_dataset *d, size_t i);             /* -1: unknown */
+/* A dataset of n images already in memory: n x height x width x 3 RGB bytes,
+ * preprocessed by the run's preset as decoded files are; labels: n values or
+ * NULL. Not copied: images and labels must outlive the dataset. Items are
+ * named "array#i". */
+FN_API fn_status fn_dataset_from_images(const uint8_t *images, size_t n, int height, int width,
+                                        const int *labels, fn_dataset **out);
 
 /* ---- scoring and block selection --------------------------------------- */
 
@@ -300,6 +309,20 @@ FN_API void fn_mpi_finalize(void);
 FN_API void fn_mpi_abort(int code);
 /* CUDA devices usable here (0 without CUDA). */
 FN_API int fn_cuda_device_count(void);
+
+/* ---- the ABI, for hosts in other languages --------------------------------- */
+
+/* The library's FN_ABI_VERSION, and a description of every public struct:
+ * fn_struct_name(i) for i = 0, 1, ... (NULL past the end); its sizeof (0: no
+ * such struct); field i of it (0 past the end): name, type ("int", "enum",
+ * "float", "double", "size_t", "uint64_t", "char*", "float*", "float[3]",
+ * "fn_metrics*", ...), offsetof and sizeof. python/featurenorm builds its
+ * ctypes structures from these, so no layout is written twice. */
+FN_API int fn_abi_version(void);
+FN_API const char *fn_struct_name(int i);
+FN_API size_t fn_struct_size(const char *name);
+FN_API int fn_struct_field(const char *strukt, int i, const char **name, const char **type,
+                           size_t *offset, size_t *size);
 
 /* ---- metrics (ID is the positive class) -------------------------------- */
 

@@ -2,8 +2,8 @@
 """bench_gpu.py: featurenorm's CUDA backend next to PyTorch, same card, same work.
 
 First the NUMBERS: ResNet-50 at 224 (random weights, BatchNorm calibrated)
-on 32 random uint8 images through libfeaturenorm (ctypes: fn_model_forward_u8,
-every output) in fp32, tf32, fp16 and bf16, against PyTorch fp32 on the same
+on 32 random uint8 images through libfeaturenorm (the featurenorm package of
+python/: Model.forward, every output) in fp32, tf32, fp16 and bf16, against PyTorch fp32 on the same
 card (TF32 off) from the same bytes: FeatureNorm of every block, logits and
 the scores msp, maxlogit and energy. Normwise relative error per output must
 stay under fp32 1e-4, tf32 5e-3, fp16 1e-2, bf16 5e-2 (norms: per block);
@@ -230,74 +230,28 @@ def run_torch(arch, size, batch, precision, device, iters, warmup, state):
 
 
 # ---------------------------------------------------------------------------
-# numbers: libfeaturenorm (ctypes) against PyTorch fp32 on the same card
+# numbers: libfeaturenorm (the featurenorm package) against PyTorch fp32 on the same card
 # ---------------------------------------------------------------------------
 
-import ctypes  # noqa: E402
-
-
-class ModelOptions(ctypes.Structure):  # fn_model_options
-    _fields_ = [("arch", ctypes.c_char_p), ("weights", ctypes.c_char_p), ("backend", ctypes.c_int),
-                ("precision", ctypes.c_int), ("max_batch", ctypes.c_int), ("threads", ctypes.c_int),
-                ("input_size", ctypes.c_int), ("mean", ctypes.c_float * 3), ("std", ctypes.c_float * 3),
-                ("stem_padding", ctypes.c_int), ("verbose", ctypes.c_int)]
-
-
-class Outputs(ctypes.Structure):  # fn_outputs
-    F = ctypes.POINTER(ctypes.c_float)
-    _fields_ = [("norms", F), ("logits", F), ("features", F), ("react_logits", F),
-                ("pred", ctypes.POINTER(ctypes.c_int)), ("scores", F), ("block", ctypes.c_int),
-                ("react_clip", ctypes.c_float)]
-
-
 def library(exe):
-    build = os.path.dirname(os.path.abspath(exe))
-    for name in ("libfeaturenorm.so", "libfeaturenorm.so.0"):
-        if os.path.exists(os.path.join(build, name)):
-            lib = ctypes.CDLL(os.path.join(build, name))
-            lib.fn_last_error.restype = ctypes.c_char_p
-            lib.fn_score_name.restype = ctypes.c_char_p
-            return lib
-    raise FileNotFoundError(f"libfeaturenorm.so not found next to {exe}")
+    """The featurenorm package (python/) over the libfeaturenorm.so next to exe,
+    the build the CLI comes from, unless FEATURENORM_LIBRARY names another."""
+    so = os.path.join(os.path.dirname(os.path.abspath(exe)), "libfeaturenorm.so")
+    if not os.path.exists(so) and "FEATURENORM_LIBRARY" not in os.environ:
+        raise FileNotFoundError(f"libfeaturenorm.so not found next to {exe}")
+    os.environ.setdefault("FEATURENORM_LIBRARY", so)
+    sys.path.insert(0, os.path.join(HERE, "..", "python"))
+    import featurenorm
+    return featurenorm
 
 
-def featurenorm_outputs(lib, arch, weights, precision, images):
-    """norms, logits, scores {name: values} of one fn_model_forward_u8."""
-    n = images.shape[0]
-    o = ModelOptions()
-    lib.fn_model_options_init(ctypes.byref(o))
-    o.arch, o.weights = arch.encode(), weights.encode()
-    o.backend, o.precision, o.max_batch = 2, ["fp32", "tf32", "fp16", "bf16"].index(precision), n
-    o.input_size = images.shape[1]
-    model = ctypes.c_void_p()
-    if lib.fn_model_load(ctypes.byref(o), ctypes.byref(model)) != 0:
-        raise RuntimeError("fn_model_load: " + lib.fn_last_error().decode())
-    try:
-        class Info(ctypes.Structure):  # fn_model_info, whole: fn_model_get_info writes all of it
-            _fields_ = [("arch", ctypes.c_char_p), ("backend", ctypes.c_char_p), ("device", ctypes.c_char_p),
-                        ("precision", ctypes.c_int), ("has_weights", ctypes.c_int), ("input_size", ctypes.c_int),
-                        ("num_blocks", ctypes.c_int), ("num_classes", ctypes.c_int), ("feature_dim", ctypes.c_int),
-                        ("max_batch", ctypes.c_int), ("preset", ctypes.c_int), ("mean", ctypes.c_float * 3),
-                        ("std", ctypes.c_float * 3)]
-        info = Info()
-        lib.fn_model_get_info(model, ctypes.byref(info))
-        log(f"  {precision}: {info.device.decode()}")
-        S = lib.fn_score_count()
-        norms = np.zeros((n, info.num_blocks), np.float32)
-        logits = np.zeros((n, info.num_classes), np.float32)
-        scores = np.zeros((n, S), np.float32)
-        out = Outputs()
-        lib.fn_outputs_init(ctypes.byref(out))
-        fp = ctypes.POINTER(ctypes.c_float)
-        out.norms, out.logits, out.scores = (a.ctypes.data_as(fp) for a in (norms, logits, scores))
-        data = np.ascontiguousarray(images)
-        if lib.fn_model_forward_u8(model, n, data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-                                   ctypes.byref(out)) != 0:
-            raise RuntimeError("fn_model_forward_u8: " + lib.fn_last_error().decode())
-        names = [lib.fn_score_name(j).decode() for j in range(S)]
-        return norms, logits, {names[j]: scores[:, j] for j in range(S) if not np.isnan(scores[:, j]).any()}
-    finally:
-        lib.fn_model_free(model)
+def featurenorm_outputs(fn, arch, weights, precision, images, device):
+    """norms, logits, scores {name: values} of one forward of the uint8 images."""
+    model = fn.Model(arch, weights, backend=device, precision=precision, batch=images.shape[0],
+                     input_size=images.shape[1], mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    log(f"  {precision}: {model.device}")
+    out = model.forward(images)
+    return out["norms"], out["logits"], {name: out[name] for name, _, _ in fn.scores() if name in out}
 
 
 def torch_outputs(arch, state, images, device):
@@ -326,19 +280,19 @@ def normwise(got, want):
     return float(np.linalg.norm(got - want) / (np.linalg.norm(want) + 1e-30))
 
 
-def check_numbers(exe, weights, device, n=32):
+def check_numbers(exe, weights, device, n=32, arch="resnet50", size=224):
     """Every precision against PyTorch fp32; returns the list of failures."""
-    lib = library(exe)
-    path, state, _ = weights["resnet50"]
+    fn = library(exe)
+    path, state, _ = weights[arch]
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
-    t_norms, t_logits, t_scores = torch_outputs("resnet50", state, images, device)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    t_norms, t_logits, t_scores = torch_outputs(arch, state, images, device)
     failures = []
-    log(f"\nnumbers: resnet50 224, {n} random images, featurenorm vs PyTorch fp32 (TF32 off), normwise error")
+    log(f"\nnumbers: {arch} {size}, {n} random images, featurenorm vs PyTorch fp32 (TF32 off), normwise error")
     for precision in (["fp32", "tf32", "fp16", "bf16"] if device == "cuda" else ["fp32"]):
         tol = PARITY_TOL[precision]
         try:
-            f_norms, f_logits, f_scores = featurenorm_outputs(lib, "resnet50", path, precision, images)
+            f_norms, f_logits, f_scores = featurenorm_outputs(fn, arch, path, precision, images, device)
         except Exception as e:  # noqa: BLE001
             failures.append(f"{precision}: {e}")
             log(f"  {precision}: FAILED: {e}")

@@ -11,6 +11,7 @@ packages=(
     libdnnl-dev libstb-dev               # the CPU backend (oneDNN); image decoding
     libopenmpi-dev openmpi-bin           # scale-out: mpirun -n N featurenorm ...
     python3 python3-matplotlib           # scripts/reproduce and its plots (Debian's python3)
+    python3-numpy python3-pytest python3-pip python3-venv   # python/featurenorm: tests, pip install .
     libprotobuf-c-dev protobuf-c-compiler libonnx-dev   # --model FILE.onnx (reader generated at build)
     libjpeg62-turbo-dev                  # JPEG: the libjpeg-turbo PIL decodes with, bit-exact
     clang-14 libclang-rt-14-dev libomp-14-dev   # tests/fuzz (libFuzzer) and the TSan pass

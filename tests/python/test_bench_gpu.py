@@ -1,0 +1,19 @@
+"""scripts/bench_gpu.py's numbers check (the package's forward against PyTorch
+fp32) run on the CPU backend with a tiny network, so the Python -> library path
+the GPU check takes is exercised in every CI run, not only on a GPU machine."""
+import os
+import sys
+
+import pytest
+
+from conftest import SRC
+
+
+def test_check_numbers_cpu(exe, tmp_path):
+    pytest.importorskip("torch", reason="bench_gpu.py compares with PyTorch (Debian: python3-torch)")
+    sys.path.insert(0, os.path.join(SRC, "scripts"))
+    import bench_gpu
+    weights = {"resnet20_cifar": bench_gpu.weights_for("resnet20_cifar", 32, "cpu", str(tmp_path), None)}
+    # fp32 against PyTorch fp32: PARITY_TOL["fp32"] = 1e-4 normwise, as on the GPU
+    failures = bench_gpu.check_numbers(exe, weights, "cpu", n=4, arch="resnet20_cifar", size=32)
+    assert failures == []
