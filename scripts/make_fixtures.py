@@ -251,6 +251,13 @@ def cpu_name():
     return f"{info.get('model name', platform.processor())} ({isa})"
 
 
+def blocks_in(copy_of, model, blocks):
+    """model's blocks as the same-named modules of copy_of (a deep copy)."""
+    path = {id(m): name for name, m in model.named_modules()}
+    modules = dict(copy_of.named_modules())
+    return [(b, modules[path[id(m)]]) for b, m in blocks]
+
+
 @torch.no_grad()
 def torch_bf16_errors(model, blocks, x32, norms, logits):
     """PyTorch's bf16 error on a case: autocast (convolutions and linears in
