@@ -283,7 +283,7 @@ def peer_python(build):
     check = "import " + ", ".join(PEERS) + "; print(' '.join(m.__version__ for m in (" + ", ".join(PEERS) + ")))"
     r = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
     if r.returncode == 0:
-        return sys.executable, r.stdout.split()
+        return sys.executable, [v.split("-")[0] for v in r.stdout.split()]
     venv = os.path.join(build, "bench", "venv")
     py = os.path.join(venv, "bin", "python3")
     if not os.path.exists(py):
@@ -291,7 +291,7 @@ def peer_python(build):
     if subprocess.run([py, "-c", check], capture_output=True).returncode != 0:
         subprocess.run([py, "-m", "pip", "install", "-q", *PEERS, "numpy"], check=True)
     r = subprocess.run([py, "-c", check], capture_output=True, text=True, check=True)
-    return py, r.stdout.split()
+    return py, [v.split("-")[0] for v in r.stdout.split()]
 
 
 def main():
