@@ -66,14 +66,17 @@ def scores(logits):
 
 def timed(a, step):
     """images/s over a.iters batches after the warm-up, or fewer when a side is
-    so slow (bf16 emulated without AVX512-BF16) that they would pass MAX_SECONDS."""
+    so slow (bf16 emulated without AVX512-BF16) that they would pass MAX_SECONDS;
+    per second of this process's CPU time with --cpu-time."""
     for _ in range(a.warmup):
         step()
-    t, done = time.perf_counter(), 0
+    clock = time.process_time if a.cpu_time else time.perf_counter
+    t, c, done = time.perf_counter(), clock(), 0
     while done < a.iters and (done == 0 or time.perf_counter() - t < MAX_SECONDS):
         step()
         done += 1
-    return a.batch * done / (time.perf_counter() - t)
+    return a.batch * done / (clock() - c)
+
 
 
 def worker_torch(a, bf16):
@@ -185,10 +188,12 @@ def fn_run(cmd):
 
 def worker(a):
     if a.worker == "fn_fp32" or a.worker == "fn_bf16":
-        out = fn_run([a.featurenorm, "bench", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
-                      "--threads", str(a.threads), "--batch", str(a.batch), "--iters", str(a.iters),
-                      "--warmup", str(a.warmup), "--precision", a.worker[3:]])
-        return float(out.split(": ")[-1].split(" images/s")[0])
+        def bench(iters):
+            return fn_run([a.featurenorm, "bench", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
+                           "--threads", str(a.threads), "--batch", str(a.batch), "--iters", str(iters),
+                           "--warmup", str(a.warmup), "--precision", a.worker[3:]])
+        ms = bench(a.iters).split("(")[-1].split(" ms")  # "(W ms per batch, C ms of CPU time)"
+        return a.batch * 1e3 / float(ms[1].split(", ")[-1] if a.cpu_time else ms[0])
     if a.worker == "fn_score":
         t = time.perf_counter()
         fn_run([a.featurenorm, "score", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
@@ -304,6 +309,8 @@ def main():
     ap.add_argument("--force-bf16", action="store_true",
                     help="time PyTorch bf16 on ResNet-50 even where the CPU has no bf16 (slow)")
     ap.add_argument("--only", default="", help="comma list of: r20,r50,score,memory")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="images per second of CPU time (with --threads 1: robust to a loaded machine)")
     ap.add_argument("--r50-batch", type=int, default=16, help="ResNet-50's batch (default 16)")
     for k in ("worker", "arch", "fn_weights", "torch_weights", "onnx", "listing", "tmp", "th"):
         ap.add_argument("--" + k.replace("_", "-"), dest=k, default=None, help=argparse.SUPPRESS)
@@ -331,7 +338,8 @@ def main():
     only = set(a.only.split(",")) if a.only else {"r20", "r50", "score", "memory"}
 
     def spawn(py, args):
-        cmd = ["taskset", "-c", cpus, py, os.path.abspath(__file__), "--threads", str(a.threads), *args]
+        cmd = ["taskset", "-c", cpus, py, os.path.abspath(__file__), "--threads", str(a.threads), *args,
+               *(["--cpu-time"] if a.cpu_time else [])]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         try:
             return json.loads(r.stdout.strip().splitlines()[-1])
@@ -342,6 +350,8 @@ def main():
     print(f"CPU: {model}, {os.cpu_count()} online, {a.threads} threads per side pinned to CPUs {cpus}; "
           f"peak {peak:.0f} GFLOP/s = {a.threads} cores x 2 FMA units x {lanes} lanes x 2 x {mhz / 1e3:.2f} GHz "
           f"(cpuinfo clock); AMX {'yes' if amx else 'no'}, AVX512-BF16 {'yes' if avx512bf16 else 'no'}")
+    if a.cpu_time:
+        print(f"rates per second of CPU time, not of wall-clock time ({a.threads} thread(s))")
     print("load average at start: %.2f %.2f %.2f (1, 5, 15 min)" % os.getloadavg())
     th20 = os.path.join(DATA, "weights", "cifar10", "resnet20-12fca82f.th")
     q = a.quick
