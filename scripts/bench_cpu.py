@@ -25,7 +25,13 @@ Peak = cores x FMA units per core x lanes x 2 x clock, with lanes 16 when the CP
 has AVX-512 (8 with AVX2), 2 FMA units per core, and the clock read from
 /proc/cpuinfo ("cpu MHz": the base or current clock; turbo may exceed it).
 
-    /usr/bin/python3 scripts/bench_cpu.py [--threads 2] [--rounds 5] [--quick]
+    /usr/bin/python3 scripts/bench_cpu.py [--threads 2] [--rounds 5] [--quick] [--r50-batch 16]
+    /usr/bin/python3 scripts/bench_cpu.py --threads 1 --cpu-time    # on a loaded machine
+
+--cpu-time rates each side per second of its process's CPU time rather than of
+wall-clock time: with one thread (no thread waiting for a descheduled one) that
+is close to what the side would take alone, while a wall-clock rate shrinks
+with every neighbour.
 """
 import argparse
 import json
@@ -102,8 +108,18 @@ def worker_torch(a, bf16):
         return timed(a, step)
 
 
-def worker_ort(a):
+def numpy_inputs(a):
+    """For the ONNX peers: a function normalising one batch of random uint8
+    images to NCHW float32, the work featurenorm's forward_u8 does inside."""
     import numpy as np
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (a.batch, a.size, a.size, 3), dtype=np.uint8)
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    return lambda: np.ascontiguousarray((images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std)
+
+
+def worker_ort(a):
     import onnxruntime as ort
     o = ort.SessionOptions()
     o.intra_op_num_threads = a.threads
@@ -111,14 +127,10 @@ def worker_ort(a):
     o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     s = ort.InferenceSession(a.onnx, o, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (a.batch, a.size, a.size, 3), dtype=np.uint8)
-    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
-    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    inputs = numpy_inputs(a)
 
     def step():
-        x = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std)
-        logits, norms = s.run(None, {"x": np.ascontiguousarray(x)})
+        logits, norms = s.run(None, {"x": inputs()})
         logits.argmax(1), norms.shape
     return timed(a, step)
 
@@ -126,7 +138,6 @@ def worker_ort(a):
 def worker_openvino(a, bf16):
     """OpenVINO on the same ONNX export, reshaped to the batch (static shapes, as
     featurenorm's primitives), one stream of a.threads threads."""
-    import numpy as np
     import openvino as ov
     core = ov.Core()
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -138,14 +149,10 @@ def worker_openvino(a, bf16):
                                                  "INFERENCE_NUM_THREADS": a.threads, "NUM_STREAMS": 1,
                                                  "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (a.batch, a.size, a.size, 3), dtype=np.uint8)
-    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
-    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    inputs = numpy_inputs(a)
 
     def step():
-        x = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std)
-        request.infer({"x": np.ascontiguousarray(x)})
+        request.infer({"x": inputs()})
         request.get_output_tensor(0).data.argmax(1), request.get_output_tensor(1).data.shape
     return timed(a, step)
 
