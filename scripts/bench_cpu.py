@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPU throughput of featurenorm next to PyTorch and ONNX Runtime doing the same work.
+"""CPU throughput of featurenorm next to PyTorch, ONNX Runtime and OpenVINO doing the same work.
 
 Every measurement is one fresh process (`--worker SIDE`), pinned with taskset to
 the same CPUs with the same thread count as every other side; the sides run in
@@ -10,9 +10,11 @@ hits all sides alike instead of one whole side.
   forward  uint8 images -> normalise -> forward -> FeatureNorm of every block + logits
            sides: featurenorm fp32, featurenorm bf16, PyTorch fp32 channels_last
            (eval, no_grad, forward hooks computing each block's FeatureNorm),
-           PyTorch bf16 (torch.autocast("cpu", bfloat16), channels_last), and ONNX
-           Runtime (the network exported with every block's FeatureNorm as an extra
-           graph output; installed from PyPI into build/bench/venv when missing)
+           PyTorch bf16 (torch.autocast("cpu", bfloat16), channels_last), ONNX
+           Runtime, and OpenVINO fp32 and bf16 (its inference precision hint; bf16
+           only where OpenVINO reports the CPU can), the last three on the network
+           exported with every block's FeatureNorm as an extra graph output, from
+           PyPI into build/bench/venv when missing
   score    ResNet-20: a folder of CIFAR-10 JPEGs end to end (decode, preprocess,
            forward, norms, scores): `featurenorm score` vs a PyTorch DataLoader
            (PIL, 2 workers) with the same preprocessing and hooks
@@ -23,7 +25,13 @@ Peak = cores x FMA units per core x lanes x 2 x clock, with lanes 16 when the CP
 has AVX-512 (8 with AVX2), 2 FMA units per core, and the clock read from
 /proc/cpuinfo ("cpu MHz": the base or current clock; turbo may exceed it).
 
-    /usr/bin/python3 scripts/bench_cpu.py [--threads 2] [--rounds 5] [--quick]
+    /usr/bin/python3 scripts/bench_cpu.py [--threads 2] [--rounds 5] [--quick] [--r50-batch 16]
+    /usr/bin/python3 scripts/bench_cpu.py --threads 1 --cpu-time    # on a loaded machine
+
+--cpu-time rates each side per second of its process's CPU time rather than of
+wall-clock time: with one thread (no thread waiting for a descheduled one) that
+is close to what the side would take alone, while a wall-clock rate shrinks
+with every neighbour.
 """
 import argparse
 import json
@@ -64,14 +72,17 @@ def scores(logits):
 
 def timed(a, step):
     """images/s over a.iters batches after the warm-up, or fewer when a side is
-    so slow (bf16 emulated without AVX512-BF16) that they would pass MAX_SECONDS."""
+    so slow (bf16 emulated without AVX512-BF16) that they would pass MAX_SECONDS;
+    per second of this process's CPU time with --cpu-time."""
     for _ in range(a.warmup):
         step()
-    t, done = time.perf_counter(), 0
+    clock = time.process_time if a.cpu_time else time.perf_counter
+    t, c, done = time.perf_counter(), clock(), 0
     while done < a.iters and (done == 0 or time.perf_counter() - t < MAX_SECONDS):
         step()
         done += 1
-    return a.batch * done / (time.perf_counter() - t)
+    return a.batch * done / (clock() - c)
+
 
 
 def worker_torch(a, bf16):
@@ -97,8 +108,18 @@ def worker_torch(a, bf16):
         return timed(a, step)
 
 
-def worker_ort(a):
+def numpy_inputs(a):
+    """For the ONNX peers: a function normalising one batch of random uint8
+    images to NCHW float32, the work featurenorm's forward_u8 does inside."""
     import numpy as np
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (a.batch, a.size, a.size, 3), dtype=np.uint8)
+    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    return lambda: np.ascontiguousarray((images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std)
+
+
+def worker_ort(a):
     import onnxruntime as ort
     o = ort.SessionOptions()
     o.intra_op_num_threads = a.threads
@@ -106,15 +127,33 @@ def worker_ort(a):
     o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     s = ort.InferenceSession(a.onnx, o, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (a.batch, a.size, a.size, 3), dtype=np.uint8)
-    mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
-    std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+    inputs = numpy_inputs(a)
 
     def step():
-        x = ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255 - mean) / std)
-        logits, norms = s.run(None, {"x": np.ascontiguousarray(x)})
+        logits, norms = s.run(None, {"x": inputs()})
         logits.argmax(1), norms.shape
+    return timed(a, step)
+
+
+def worker_openvino(a, bf16):
+    """OpenVINO on the same ONNX export, reshaped to the batch (static shapes, as
+    featurenorm's primitives), one stream of a.threads threads."""
+    import openvino as ov
+    core = ov.Core()
+    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if bf16 and "BF16" not in caps:
+        raise RuntimeError(f"OpenVINO has no bf16 on this CPU (its capabilities: {' '.join(caps)})")
+    model = core.read_model(a.onnx)
+    model.reshape({"x": [a.batch, 3, a.size, a.size]})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+                                                 "INFERENCE_NUM_THREADS": a.threads, "NUM_STREAMS": 1,
+                                                 "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    inputs = numpy_inputs(a)
+
+    def step():
+        request.infer({"x": inputs()})
+        request.get_output_tensor(0).data.argmax(1), request.get_output_tensor(1).data.shape
     return timed(a, step)
 
 
@@ -156,10 +195,12 @@ def fn_run(cmd):
 
 def worker(a):
     if a.worker == "fn_fp32" or a.worker == "fn_bf16":
-        out = fn_run([a.featurenorm, "bench", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
-                      "--threads", str(a.threads), "--batch", str(a.batch), "--iters", str(a.iters),
-                      "--warmup", str(a.warmup), "--precision", a.worker[3:]])
-        return float(out.split(": ")[-1].split(" images/s")[0])
+        def bench(iters):
+            return fn_run([a.featurenorm, "bench", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
+                           "--threads", str(a.threads), "--batch", str(a.batch), "--iters", str(iters),
+                           "--warmup", str(a.warmup), "--precision", a.worker[3:]])
+        ms = bench(a.iters).split("(")[-1].split(" ms")  # "(W ms per batch, C ms of CPU time)"
+        return a.batch * 1e3 / float(ms[1].split(", ")[-1] if a.cpu_time else ms[0])
     if a.worker == "fn_score":
         t = time.perf_counter()
         fn_run([a.featurenorm, "score", "--arch", a.arch, "--weights", a.fn_weights, "--backend", "cpu",
@@ -172,6 +213,8 @@ def worker(a):
         return worker_torch(a, True)
     if a.worker == "ort":
         return worker_ort(a)
+    if a.worker in ("ov_fp32", "ov_bf16"):
+        return worker_openvino(a, a.worker == "ov_bf16")
     if a.worker == "torch_score":
         return worker_torch_score(a)
     raise SystemExit(f"unknown worker {a.worker}")
@@ -243,20 +286,24 @@ def cpu_peak(cores):
     return model, lanes, mhz, peak, ("amx_bf16" in flags, "avx512_bf16" in flags)
 
 
-def ort_python(build):
-    """A python with onnxruntime: this one, else a venv under build/bench (PyPI)."""
-    try:
-        import onnxruntime  # noqa: F401
-        return sys.executable
-    except ImportError:
-        pass
+PEERS = ("onnxruntime", "openvino")  # PyPI packages, imported under the same names
+
+
+def peer_python(build):
+    """A python with the PyPI peers: this one, else a venv under build/bench;
+    returns it and the peers' versions."""
+    check = "import " + ", ".join(PEERS) + "; print(' '.join(m.__version__ for m in (" + ", ".join(PEERS) + ")))"
+    r = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    if r.returncode == 0:
+        return sys.executable, [v.split("-")[0] for v in r.stdout.split()]
     venv = os.path.join(build, "bench", "venv")
     py = os.path.join(venv, "bin", "python3")
     if not os.path.exists(py):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    if subprocess.run([py, "-c", "import onnxruntime"], capture_output=True).returncode != 0:
-        subprocess.run([py, "-m", "pip", "install", "-q", "onnxruntime", "numpy"], check=True)
-    return py
+    if subprocess.run([py, "-c", check], capture_output=True).returncode != 0:
+        subprocess.run([py, "-m", "pip", "install", "-q", *PEERS, "numpy"], check=True)
+    r = subprocess.run([py, "-c", check], capture_output=True, text=True, check=True)
+    return py, [v.split("-")[0] for v in r.stdout.split()]
 
 
 def main():
@@ -269,6 +316,9 @@ def main():
     ap.add_argument("--force-bf16", action="store_true",
                     help="time PyTorch bf16 on ResNet-50 even where the CPU has no bf16 (slow)")
     ap.add_argument("--only", default="", help="comma list of: r20,r50,score,memory")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="images per second of CPU time (with --threads 1: robust to a loaded machine)")
+    ap.add_argument("--r50-batch", type=int, default=16, help="ResNet-50's batch (default 16)")
     for k in ("worker", "arch", "fn_weights", "torch_weights", "onnx", "listing", "tmp", "th"):
         ap.add_argument("--" + k.replace("_", "-"), dest=k, default=None, help=argparse.SUPPRESS)
     for k in ("size", "batch", "iters", "warmup"):
@@ -291,11 +341,12 @@ def main():
     os.makedirs(tmp, exist_ok=True)
     cpus = a.cpus or ",".join(str(i) for i in range(a.threads))
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), PYTHONWARNINGS="ignore")
-    ort_py = ort_python(build)
+    peer_py, (ort_version, ov_version) = peer_python(build)
     only = set(a.only.split(",")) if a.only else {"r20", "r50", "score", "memory"}
 
     def spawn(py, args):
-        cmd = ["taskset", "-c", cpus, py, os.path.abspath(__file__), "--threads", str(a.threads), *args]
+        cmd = ["taskset", "-c", cpus, py, os.path.abspath(__file__), "--threads", str(a.threads), *args,
+               *(["--cpu-time"] if a.cpu_time else [])]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         try:
             return json.loads(r.stdout.strip().splitlines()[-1])
@@ -306,13 +357,16 @@ def main():
     print(f"CPU: {model}, {os.cpu_count()} online, {a.threads} threads per side pinned to CPUs {cpus}; "
           f"peak {peak:.0f} GFLOP/s = {a.threads} cores x 2 FMA units x {lanes} lanes x 2 x {mhz / 1e3:.2f} GHz "
           f"(cpuinfo clock); AMX {'yes' if amx else 'no'}, AVX512-BF16 {'yes' if avx512bf16 else 'no'}")
+    if a.cpu_time:
+        print(f"rates per second of CPU time, not of wall-clock time ({a.threads} thread(s))")
+    print("load average at start: %.2f %.2f %.2f (1, 5, 15 min)" % os.getloadavg())
     th20 = os.path.join(DATA, "weights", "cifar10", "resnet20-12fca82f.th")
     q = a.quick
     cases = []
     if "r20" in only or "score" in only:
         cases.append(("resnet20_cifar", 32, 256, 3 if q else 10, th20 if os.path.exists(th20) else None))
     if "r50" in only or "memory" in only:
-        cases.append(("resnet50", 224, 32, 2 if q else 4, None))
+        cases.append(("resnet50", 224, a.r50_batch, 2 if q else 4, None))
     table = []
     for arch, size, batch, iters, th in cases:
         files = {k: os.path.join(tmp, f"{arch}.{k}") for k in ("safetensors", "pt", "onnx")}
@@ -326,7 +380,9 @@ def main():
             sides = [("featurenorm fp32", sys.executable, "fn_fp32"), ("featurenorm bf16", sys.executable, "fn_bf16"),
                      ("PyTorch fp32 channels_last", sys.executable, "torch_fp32"),
                      ("PyTorch bf16 autocast", sys.executable, "torch_bf16"),
-                     ("ONNX Runtime fp32", ort_py, "ort")]
+                     (f"ONNX Runtime {ort_version} fp32", peer_py, "ort"),
+                     (f"OpenVINO {ov_version} fp32", peer_py, "ov_fp32"),
+                     (f"OpenVINO {ov_version} bf16", peer_py, "ov_bf16")]
             if arch == "resnet50" and not (amx or avx512bf16) and not a.force_bf16:
                 # without bf16 hardware PyTorch emulates it: minutes per batch at 224, and
                 # featurenorm bf16 is unavailable to compare with (ResNet-20 shows the rate)
@@ -356,6 +412,7 @@ def main():
             kib = r.stderr.strip().splitlines()[-1] if r.returncode == 0 else "?"
             print(f"\nmemory: featurenorm bench resnet50 batch 64 @224 fp32: peak RSS "
                   f"{int(kib) / 1048576:.2f} GiB" if kib.isdigit() else f"\nmemory: failed: {r.stderr.strip()}")
+    print("load average at the end: %.2f %.2f %.2f (1, 5, 15 min)" % os.getloadavg())
     for title, flops, rates in table:
         print(f"\n{title} ({flops / 1e9:.3f} GFLOP per image), {a.rounds} interleaved rounds")
         print("| side | median img/s | best img/s | median GFLOP/s | % of peak |")
@@ -373,7 +430,7 @@ def main():
                                                      for n, v in ok.items() if n != first))
         if "featurenorm bf16" in ok:
             print("ratios of medians: " + ", ".join(f"featurenorm bf16 / {n} = {ok['featurenorm bf16'] / v:.2f}"
-                                                     for n, v in ok.items() if n.startswith("PyTorch")))
+                                                     for n, v in ok.items() if "bf16" in n and n != "featurenorm bf16"))
 
 
 def rounds(spawn, sides, args, n):

@@ -11,15 +11,23 @@ with the model cast to float64: norms.npy (N,B FeatureNorm per block),
 logits.npy, features.npy (input of the last Linear) and react_logits.npy (the
 last Linear on features clipped at meta's react_clip), plus meta.json.
 
+meta.json's "torch_bf16" is PyTorch's own bf16 error on the case (autocast and
+the model cast to bf16), row-scaled as the C tests measure it, against the
+float64 oracle: test_bf16 bounds featurenorm's bf16 error by it. --bf16-only
+measures it again on the fixtures as they are (weights and inputs read back, no
+tensor rewritten) and updates only that field.
+
 --shared runs the real akamaster ResNet-20/56 checkpoints of ../shared/data on
 its 100 lossless CIFAR-10 PNGs and writes only outputs, never weights or images.
 """
 
 import argparse
+import copy
 import glob
 import hashlib
 import json
 import os
+import platform
 import struct
 import sys
 import zlib
@@ -225,6 +233,68 @@ def oracle(model, blocks, x32):
     return logits.numpy(), features.numpy(), norms.numpy(), shapes
 
 
+def row_scaled_error(got, want):
+    """max |got - want| / (|want| + max |want| of the row), as tests/fixture_cases.h."""
+    scale = np.abs(want).max(axis=1, keepdims=True)
+    return float((np.abs(got - want) / (np.abs(want) + scale + 1e-30)).max())
+
+
+def cpu_name():
+    """The CPU's model name and its widest bf16-relevant ISA (PyTorch's bf16
+    kernels, hence its error, differ between AVX2 and AVX-512/AMX)."""
+    with open("/proc/cpuinfo") as f:
+        info = dict(line.split(":", 1) for line in f if ":" in line and line.split(":")[0].strip() in ("model name", "flags"))
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    flags = set(info.get("flags", "").split())
+    isa = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"),
+                                        ("avx2", "AVX2")) if flag in flags), "no AVX2")
+    return f"{info.get('model name', platform.processor())} ({isa})"
+
+
+def blocks_in(copy_of, model, blocks):
+    """model's blocks as the same-named modules of copy_of (a deep copy)."""
+    path = {id(m): name for name, m in model.named_modules()}
+    modules = dict(copy_of.named_modules())
+    return [(b, modules[path[id(m)]]) for b, m in blocks]
+
+
+@torch.no_grad()
+def torch_bf16_errors(model, blocks, x32, norms, logits):
+    """PyTorch's bf16 error on a case: autocast (convolutions and linears in
+    bf16, the rest float32) and the whole model cast to bf16; norms are taken
+    in float32 from the bf16 block outputs, as featurenorm takes them."""
+    def run(m, x):
+        out, _, taps = ref.forward_taps(m, blocks_in(m, model, blocks), x)
+        got = torch.stack([ref.feature_norm(z.float()) for z in taps], dim=1)
+        return {"norms": row_scaled_error(got.numpy(), norms), "logits": row_scaled_error(out.float().numpy(), logits)}
+
+    x = torch.from_numpy(x32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = run(copy.deepcopy(model), x)
+    pure = run(copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16))
+    return {"autocast": autocast, "pure": pure, "cpu": cpu_name()}
+
+
+def update_bf16_errors(out_root, case, arch, options, num_classes):
+    """--bf16-only: the case's torch_bf16 from its files as they are."""
+    folder = os.path.join(out_root, case)
+    model, blocks = ref.build(arch, num_classes=num_classes, **options)
+    state = {k: torch.from_numpy(v.copy()) for k, v in read_safetensors(os.path.join(folder, "model.safetensors")).items()}
+    model.load_state_dict(state, strict=True)
+    x32 = np.load(os.path.join(folder, "input.npy"))
+    with open(os.path.join(folder, "meta.json")) as f:
+        meta = json.load(f)
+    meta["torch_bf16"] = torch_bf16_errors(model.eval(), blocks, x32, np.load(os.path.join(folder, "norms.npy")),
+                                           np.load(os.path.join(folder, "logits.npy")))
+    write_json(os.path.join(folder, "meta.json"), meta)
+    print_bf16(case, meta["torch_bf16"])
+
+
+def print_bf16(case, e):
+    print(f"{case:22s} torch bf16 error: autocast norms {e['autocast']['norms']:.1e} logits {e['autocast']['logits']:.1e}"
+          f", pure norms {e['pure']['norms']:.1e} logits {e['pure']['logits']:.1e}")
+
+
 def make_case(out_root, case, arch, options, num_classes, size):
     seed = zlib.crc32(case.encode())
     torch.manual_seed(seed)
@@ -245,6 +315,7 @@ def make_case(out_root, case, arch, options, num_classes, size):
         raise RuntimeError(f"{case}: safetensors round trip failed")
 
     x32 = ref.normalize_u8(images)
+    float_model = copy.deepcopy(model)
     logits, features, norms, shapes = oracle(model, blocks, x32)
     react_clip = float(np.percentile(features, REACT_PERCENTILE))
     head = ref.last_linear(model)
@@ -273,7 +344,9 @@ def make_case(out_root, case, arch, options, num_classes, size):
     if options:
         meta["options"] = options
     meta["torch"] = torch.__version__
+    meta["torch_bf16"] = torch_bf16_errors(float_model, blocks_in(float_model, model, blocks), x32, norms, logits)
     write_json(os.path.join(folder, "meta.json"), meta)
+    print_bf16(case, meta["torch_bf16"])
     print(f"{case:22s} blocks {len(blocks):2d}  norms {norms.min():9.4g} .. {norms.max():9.4g}"
           f"  |logits| <= {np.abs(logits).max():8.4g}")
 
@@ -331,11 +404,17 @@ def report_sizes(root):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures"), help="fixtures root")
+    parser.add_argument("--bf16-only", action="store_true",
+                        help="only re-measure PyTorch's bf16 error on the existing cases (meta.json's torch_bf16)")
     parser.add_argument("--shared", action="store_true", help="also write real-weight fixtures from --data")
     parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"), help="shared data folder")
     args = parser.parse_args()
 
     models_root = os.path.join(args.out, "models")
+    if args.bf16_only:
+        for case, arch, options, num_classes, _ in CASES:
+            update_bf16_errors(models_root, case, arch, options, num_classes)
+        return
     for case, arch, options, num_classes, size in CASES:
         make_case(models_root, case, arch, options, num_classes, size)
     print("sizes of", models_root)

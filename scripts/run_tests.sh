@@ -11,7 +11,7 @@ jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
-# why the skipped tests skipped (no GPU, no ../shared/data, no torch)
+# why the skipped tests skipped (no GPU, no bf16 on this CPU, no ../shared/data)
 grep -h "^SKIP" build/Testing/Temporary/LastTest.log | sort -u || true
 if [ "${FN_SKIP_SANITIZE:-0}" != 1 ]; then
     cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DFEATURENORM_SANITIZE=ON \

@@ -46,6 +46,15 @@ static inline float *npy_floats(const npy *a)
     return f;
 }
 
+/* A row's scale: its largest |value|. */
+static inline double row_scale(const float *w, int cols)
+{
+    double scale = 0;
+    for (int c = 0; c < cols; c++)
+        scale = fmax(scale, fabs(w[c]));
+    return scale;
+}
+
 /* Largest row-scaled error of got against want (rows of `cols`; got's row r is
  * want's row map[r], or r); a value above tol is reported and counted. */
 static inline double compare_rows(const char *what, const char *name, const float *got, const float *want,
@@ -54,9 +63,7 @@ static inline double compare_rows(const char *what, const char *name, const floa
     double worst = 0;
     for (int r = 0; r < rows; r++) {
         const float *w = want + (size_t)(map ? map[r] : r) * cols, *g = got + (size_t)r * cols;
-        double scale = 0;
-        for (int c = 0; c < cols; c++)
-            scale = fmax(scale, fabs(w[c]));
+        double scale = row_scale(w, cols);
         for (int c = 0; c < cols; c++) {
             double err = fabs((double)g[c] - w[c]) / (fabs(w[c]) + scale + 1e-30);
             if (!(err <= worst))
