@@ -23,6 +23,7 @@ void fn_run_options_init(fn_run_options *o)
     o->preset = FN_PRESET_AUTO;
     o->block = -1;
     o->react_percentile = 90.0f;
+    fn_detector_options_init(&o->detect);
 }
 
 fn_status pass_settings_resolve(fn_model *m, const fn_dataset *d, const fn_run_options *o,

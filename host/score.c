@@ -35,15 +35,24 @@ const float *fn_scores_column(const fn_scores *s, const char *name)
 typedef struct score_run {
     fn_scores *s;
     const fn_dataset *d;
+    const fn_model *m;
+    const fn_run_options *o;
     size_t cap;         /* rows allocated: score column j starts at scores + j * cap */
+    float *scratch;     /* the "selected norm" logits of a batch, or NULL */
 } score_run;
 
-/* The table's scores this run can compute, in table order. */
-static fn_status alloc_scores(fn_scores *s, size_t cap, int react)
+/* The table's scores this run can compute, in table order, and the room for
+ * a batch of the "selected norm" logits. */
+static fn_status alloc_scores(score_run *run, size_t cap, int batch)
 {
+    fn_scores *s = run->s;
     float dummy = 0;
-    score_input can = {0, s->num_blocks, s->num_classes, NULL, NULL, react ? &dummy : NULL,
-                       s->selected_block};
+    backend_result probe = {batch, &dummy, &dummy, &dummy, run->o->react_clip > 0 ? &dummy : NULL};
+    score_input can = model_score_input(run->m, &probe, s->selected_block, run->o->react_clip,
+                                        &run->o->detect);
+    const size_t need = scores_scratch(&can);
+    if (need && !(run->scratch = malloc(sizeof(float) * need)))
+        return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the scores of a batch");
     s->score_id = malloc(sizeof *s->score_id * (size_t)scores_count());
     for (int i = 0; s->score_id && i < scores_count(); i++)
         if (scores_available(i, &can))
@@ -65,11 +74,13 @@ static fn_status score_batch(void *ctx, const pass_rows *rows)
     const backend_result *r = &rows->r;
     const size_t at = s->n;
     memcpy(s->norms + at * s->num_blocks, r->norms, sizeof(float) * (size_t)r->n * s->num_blocks);
-    score_input in = {r->n, s->num_blocks, s->num_classes, r->norms, r->logits, r->react_logits,
-                      s->selected_block};
+    score_input in = model_score_input(run->m, r, s->selected_block, run->o->react_clip,
+                                       &run->o->detect);
     scores_pred(&in, s->pred + at);
+    if (run->scratch)
+        scores_derive(&in, run->scratch);
     for (int j = 0; j < s->num_scores; j++)
-        scores_at(s->score_id[j])->fn(&in, s->scores + (size_t)j * run->cap + at);
+        scores_compute(s->score_id[j], &in, s->scores + (size_t)j * run->cap + at);
     for (int i = 0; i < rows->n; i++) {
         s->index[at + i] = rows->index[i];
         s->label[at + i] = run->d->items[rows->index[i]].label;
@@ -132,14 +143,15 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
         return fn_fail(FN_ERR_INVALID_ARG, "block %d: the model has %d blocks", o->block, m->net.n_blocks);
     if (o->react_clip < 0 || !isfinite(o->react_clip))
         return fn_fail(FN_ERR_INVALID_ARG, "react_clip must be positive and finite");
+    FN_TRY(scores_check_options(&o->detect));
     fn_scores *s = fn_calloc(1, sizeof *s);
     if (!s)
         return FN_ERR_NO_MEMORY;
     s->num_blocks = m->net.n_blocks;
     s->num_classes = m->net.num_classes;
     s->selected_block = o->block;
-    score_run run = {s, d, d->n};
-    fn_status st = alloc_scores(s, d->n, o->react_clip > 0);
+    score_run run = {s, d, m, o, d->n, NULL};
+    fn_status st = alloc_scores(&run, d->n, ps.batch);
     const int ranks = o->ranks > 1 ? o->ranks : 1;
     pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};
     dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
@@ -153,6 +165,7 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
         s->n = total;
     if (st == FN_OK && total == 0)
         st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
+    free(run.scratch);
     if (st != FN_OK) {
         fn_scores_free(s);
         return st;

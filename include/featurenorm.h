@@ -137,12 +137,27 @@ FN_API int fn_model_find_block(const fn_model *m, const char *name);  /* -1: non
  *   maxlogit      max logit
  *   energy        logsumexp of the logits (-Energy at T = 1)
  *   react_energy  energy of the logits of features clipped at react_clip (ReAct)
+ *   entropy       -H(softmax), sum p log p
+ *   gen           GEN (Liu et al. 2023): -sum of p^g (1-p)^g over the M largest p
+ *   gradnorm      GradNorm (Huang et al. 2021), closed form: sum|p - 1/K| * ||f||_1
+ *   <logit score>_fn  "with the selected norm": the same score of the logits
+ *                 W f' + b of f' = FN(selected block) * f / ||f|| (needs a block)
  * The CSV columns, eval's rows and scripts/reproduce all follow this table. */
 FN_API int fn_score_count(void);
 FN_API const char *fn_score_name(int i);  /* CSV column: "msp" */
 FN_API const char *fn_score_title(int i); /* table row: "MSP" */
-FN_API const char *fn_score_needs(int i); /* "logits", "block" or "react" */
+/* "logits", or what else it needs joined by '+': "block", "react", "features"
+ * (the penultimate features and a last layer W f + b), e.g. "block+features". */
+FN_API const char *fn_score_needs(int i);
 FN_API int fn_score_find(const char *name); /* -1: none */
+
+/* Hyperparameters of the detectors, the papers' defaults from _init. */
+typedef struct fn_detector_options {
+    float gen_gamma; /* GEN's gamma (0.1) */
+    int gen_m;       /* GEN's M largest probabilities (10; at most the classes) */
+} fn_detector_options;
+
+FN_API void fn_detector_options_init(fn_detector_options *o);
 
 /* What one forward pass writes: any pointer may be NULL (not wanted). A model
  * runs one forward (or dataset pass) at a time. */
@@ -155,9 +170,10 @@ typedef struct fn_outputs {
     float *scores;       /* n x fn_score_count(); NaN where a score's needs are unmet */
     int block;           /* the block of fn_selected (-1: none) */
     float react_clip;    /* > 0: ReAct (Sun et al. 2021) clips the features here */
+    fn_detector_options detect; /* the scores' hyperparameters */
 } fn_outputs;
 
-FN_API void fn_outputs_init(fn_outputs *o); /* all NULL, block -1, no ReAct */
+FN_API void fn_outputs_init(fn_outputs *o); /* all NULL, block -1, no ReAct, default detectors */
 
 /* images: n x 3 x S x S, already normalised (S = input_size). */
 FN_API fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out);
@@ -225,6 +241,7 @@ typedef struct fn_run_options {
      * dataset order, equal to a one-process run; other ranks hold their share.
      * Select: every rank gets the same selection (sums added in rank order). */
     int rank, ranks;
+    fn_detector_options detect; /* the scores' hyperparameters */
 } fn_run_options;
 
 FN_API void fn_run_options_init(fn_run_options *o);

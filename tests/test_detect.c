@@ -1,0 +1,104 @@
+/* test_detect.c: every score of the table against independent implementations.
+ *
+ * For each network of tests/fixtures/models/, scripts/detector_reference.py
+ * computed every score (pytorch-ood's MSP, MaxLogit, Energy, Entropy, ReAct;
+ * the GEN authors' formula; GradNorm by autograd; the "selected norm" rows by
+ * W f' + b) in float64 from the fixture's features, logits, norms and the
+ * model's last layer, into tests/fixtures/detect/<case>.csv. Here the table's
+ * functions get the same inputs in float32. A table row without a reference
+ * column, or one not computed from these inputs, is a failure. */
+#include "fixture_cases.h"
+#include "model.h"
+#include "scores.h"
+
+/* The inputs are the float64 reference rounded to float32 (2^-24 relative);
+ * each score is a sum of at most K terms in double of those, so 1e-4 relative
+ * is far above their rounding; the 1e-6 absolute floor is for the scores that
+ * cross zero (entropy of a sure prediction, a logit near 0). */
+#define RTOL 1e-4
+#define ATOL 1e-6
+
+static void run_case(const char *dir, const char *name, const json *meta)
+{
+    char weights[1100], ref_csv[1100];
+    fn_model_options o;
+    case_options(dir, meta, &o, weights);
+    o.backend = FN_BACKEND_CPU;
+    o.max_batch = 4;
+    fn_model *m;
+    REQUIRE_OK(fn_model_load(&o, &m));
+    npy norms, logits, features, react;
+    load_npy(dir, "norms.npy", &norms);
+    load_npy(dir, "logits.npy", &logits);
+    load_npy(dir, "features.npy", &features);
+    load_npy(dir, "react_logits.npy", &react);
+    float *fnorms = npy_floats(&norms), *flogits = npy_floats(&logits);
+    float *ffeat = npy_floats(&features), *freact = npy_floats(&react);
+    const int n = (int)logits.shape[0];
+    snprintf(ref_csv, sizeof ref_csv, "%s/../../detect/%s.csv", dir, name);
+    fn_columns *want;
+    const char *block_col = "block";
+    REQUIRE_OK(fn_csv_read_columns(ref_csv, &block_col, 1, &want));
+    backend_result r = {n, fnorms, flogits, ffeat, freact};
+    fn_detector_options opt;
+    fn_detector_options_init(&opt);
+    score_input in = model_score_input(m, &r, (int)want->values[0][0],
+                                       (float)json_get(meta, "react_clip")->number, &opt);
+    fn_columns_free(want);
+    float *scratch = malloc(sizeof(float) * (scores_scratch(&in) + 1)), *got = malloc(sizeof(float) * n);
+    REQUIRE(scratch && got);
+    scores_derive(&in, scratch);
+    printf("%s (%d rows, block %d)\n", name, n, in.block);
+    for (int i = 0; i < scores_count(); i++) {
+        const char *col = scores_at(i)->name;
+        fn_columns *ref = NULL;
+        fn_status s = fn_csv_read_columns(ref_csv, &col, 1, &ref);
+        CHECK_MSG(s == FN_OK, "%s: no reference for score %s (%s)", name, col, fn_last_error());
+        CHECK_MSG(scores_available(i, &in), "%s: score %s not computed from the fixture", name, col);
+        if (s != FN_OK || !scores_available(i, &in)) {
+            fn_columns_free(ref);
+            continue;
+        }
+        scores_compute(i, &in, got);
+        double worst = 0;
+        for (int k = 0; k < n; k++) {
+            const double w = ref->values[0][k], err = fabs(got[k] - w) / (fabs(w) + ATOL / RTOL);
+            worst = fmax(worst, err);
+            CHECK_MSG(test_close(got[k], w, RTOL, ATOL), "%s: %s[%d] = %.9g, reference %.9g", name, col,
+                      k, got[k], w);
+        }
+        printf("  %-16s max rel. error %.2e\n", col, worst);
+        fn_columns_free(ref);
+    }
+    free(scratch), free(got), free(fnorms), free(flogits), free(ffeat), free(freact);
+    npy_free(&norms), npy_free(&logits), npy_free(&features), npy_free(&react);
+    fn_model_free(m);
+}
+
+/* GEN's top M with ties, M above the classes, and -inf logits. */
+static void gen_edges(void)
+{
+    fn_detector_options o;
+    fn_detector_options_init(&o);
+    const float tied[4] = {1, 1, 1, 0};
+    float out;
+    double e1 = exp(1.0), z = 3 * e1 + 1, p = e1 / z, q = 1 / z;
+    double all = -(3 * pow(p, 0.1) * pow(1 - p, 0.1) + pow(q, 0.1) * pow(1 - q, 0.1));
+    score_input in = {.n = 1, .num_classes = 4, .logits = tied, .opt = o};
+    scores_compute(fn_score_find("gen"), &in, &out);
+    CHECK_MSG(test_close(out, all, 1e-6, 0), "GEN, M > K: %.9g, want %.9g", out, all);
+    in.opt.gen_m = 2;
+    scores_compute(fn_score_find("gen"), &in, &out);
+    CHECK_MSG(test_close(out, -2 * pow(p, 0.1) * pow(1 - p, 0.1), 1e-6, 0), "GEN, M cuts a tie: %.9g", out);
+    const float neg[3] = {0, -INFINITY, -INFINITY};
+    in.num_classes = 3, in.logits = neg, in.opt.gen_m = 3;
+    scores_compute(fn_score_find("gen"), &in, &out);
+    CHECK_MSG(out == 0, "GEN of a sure prediction is 0, got %.9g", out);
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(for_each_case(argc > 1 ? argv[1] : NULL, run_case) > 0);
+    gen_edges();
+    return test_finish("test_detect");
+}
