@@ -70,9 +70,20 @@ static double entropy_row(const float *l, int K, const fn_detector_options *o)
     return v;
 }
 
+/* Sum of exp(l - m) over the classes whose logit is not `top`. */
+static double sum_except(const float *l, int K, double m, double top)
+{
+    double s = 0;
+    for (int k = 0; k < K; k++)
+        if (l[k] != top)
+            s += exp((double)l[k] - m);
+    return s;
+}
+
 /* GEN (Liu et al., CVPR 2023): -sum over the M largest p of p^g (1 - p)^g.
  * The M largest are found value by value from the top (ties taken together),
- * O(M K) with no buffer; M is small (10 by default). */
+ * O(M K) with no buffer; M is small (10 by default). 1 - p is summed from the
+ * other classes: 1 - 1/sum would lose every digit when p is within 1e-12 of 1. */
 static double gen_row(const float *l, int K, const fn_detector_options *o)
 {
     const int M = o->gen_m < K ? o->gen_m : K;
@@ -87,8 +98,8 @@ static double gen_row(const float *l, int K, const fn_detector_options *o)
         if (count == 0)
             break; /* only -inf logits remain */
         int take = count < M - taken ? count : M - taken;
-        double p = exp(top - m) / sum;
-        v += take * pow(p, g) * pow(1 - p, g);
+        double e = exp(top - m), rest = sum_except(l, K, m, top) + (count - 1) * e;
+        v += take * pow(e / sum, g) * pow(rest / sum, g);
         taken += take, prev = top;
     }
     return -v;

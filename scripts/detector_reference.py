@@ -47,10 +47,14 @@ GEN_GAMMA, GEN_M = 0.1, 10  # featurenorm's defaults, the GEN paper's
 
 
 def gen(logits, gamma=GEN_GAMMA, m=GEN_M):
-    """GEN (Liu et al., CVPR 2023), as the authors' code: higher = ID."""
+    """GEN (Liu et al., CVPR 2023), the authors' formula on the M largest probabilities,
+    higher = ID. 1 - p is the sum of the other probabilities: the authors' `1 - probs`
+    keeps no digits when p is within 1e-12 of 1 (a sure CIFAR prediction)."""
     p = torch.softmax(logits, dim=1).numpy()
-    top = np.sort(p, axis=1)[:, -m:]
-    return -np.sum(top ** gamma * (1 - top) ** gamma, axis=1)
+    order = np.argsort(-p, axis=1, kind="stable")[:, :m]
+    top = np.take_along_axis(p, order, axis=1)
+    rest = np.array([[np.delete(row, j).sum() for j in idx] for row, idx in zip(p, order)])
+    return -np.sum(top ** gamma * rest ** gamma, axis=1)
 
 
 def gradnorm(features, weight, bias):
