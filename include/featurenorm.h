@@ -356,6 +356,16 @@ typedef struct fn_metrics {
 FN_API fn_status fn_metrics_compute(const float *id, size_t n_id, const float *ood,
                                     size_t n_ood, fn_metrics *out);
 
+/* Whose metrics: the paper's (ID positive: FPR95 = OOD accepted at 95 % of ID
+ * kept) or OpenOOD's (OOD positive: FPR@95 = ID rejected at 95 % of OOD caught;
+ * threshold is then that point's score). AUROC is the same in both; aupr_in
+ * and aupr_out keep their meaning (average precision, ID / OOD positive). */
+typedef enum fn_eval_convention { FN_EVAL_PAPER, FN_EVAL_OPENOOD } fn_eval_convention;
+
+FN_API const char *fn_eval_convention_name(fn_eval_convention c); /* "paper", "openood" */
+FN_API fn_status fn_metrics_compute_as(fn_eval_convention c, const float *id, size_t n_id,
+                                       const float *ood, size_t n_ood, fn_metrics *out);
+
 /* ---- evaluation: score files -> the paper's table ------------------------ */
 
 typedef struct fn_eval_result {
@@ -367,6 +377,7 @@ typedef struct fn_eval_result {
     char *id_path;
     size_t n_id;
     double id_accuracy;   /* from label and pred; NaN without labels */
+    fn_eval_convention convention; /* named in every output */
 } fn_eval_result;
 
 /* Each file is read once. scores: column names or patterns ("fn.*"); none:
@@ -374,6 +385,10 @@ typedef struct fn_eval_result {
 FN_API fn_status fn_eval_files(const char *id_csv, int n_sets, const char *const *set_names,
                                const char *const *set_csvs, const char *const *scores,
                                int n_scores, fn_eval_result **out);
+/* The same in either convention (fn_eval_files: the paper's). */
+FN_API fn_status fn_eval_files_as(fn_eval_convention c, const char *id_csv, int n_sets,
+                                  const char *const *set_names, const char *const *set_csvs,
+                                  const char *const *scores, int n_scores, fn_eval_result **out);
 /* Any path may be NULL; "-" is standard output. Files are committed together. */
 FN_API fn_status fn_eval_write(const fn_eval_result *e, const char *markdown, const char *json,
                                const char *csv);
