@@ -14,13 +14,14 @@
 #include "outfile.h"
 #include "pass.h"
 #include "scores.h"
+#include "threshold.h"
 
 void fn_scores_free(fn_scores *s)
 {
     if (!s)
         return;
     free(s->index), free(s->label), free(s->pred), free(s->norms);
-    free(s->score_id), free(s->scores);
+    free(s->score_id), free(s->scores), free(s->ood);
     free(s);
 }
 
@@ -173,6 +174,10 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->skipped = stats.skipped;
     for (int j = 1; j < s->num_scores && s->n < run.cap; j++) /* columns of n rows, packed */
         memmove(s->scores + (size_t)j * s->n, s->scores + (size_t)j * run.cap, sizeof(float) * s->n);
+    if (o->ood_score && (st = threshold_flag(s, o->ood_score, o->ood_threshold)) != FN_OK) {
+        fn_scores_free(s);
+        return st;
+    }
     *out = s;
     return FN_OK;
 }
@@ -203,7 +208,7 @@ static void put_csv(FILE *f, const fn_scores *s, const fn_model *m, const fn_dat
         fprintf(f, ",fn.%s", fn_model_block_name(m, b));
     for (int j = 0; j < s->num_scores; j++)
         fprintf(f, ",%s", fn_score_name(s->score_id[j]));
-    fputc('\n', f);
+    fputs(s->ood ? ",ood\n" : "\n", f);
     for (size_t i = 0; i < s->n; i++) {
         csv_field(f, d->items[s->index[i]].name);
         if (labels)
@@ -213,6 +218,8 @@ static void put_csv(FILE *f, const fn_scores *s, const fn_model *m, const fn_dat
             fprintf(f, ",%.9g", s->norms[i * (size_t)s->num_blocks + b]);
         for (int j = 0; j < s->num_scores; j++)
             fprintf(f, ",%.9g", s->scores[(size_t)j * s->n + i]);
+        if (s->ood)
+            fprintf(f, ",%d", s->ood[i]);
         fputc('\n', f);
     }
 }

@@ -72,7 +72,7 @@ void fn_selection_free(fn_selection *s)
         free(s->block_names[b]);
     free(s->block_names);
     free(s->norm_ratio), free(s->mean_norm_id), free(s->mean_norm_jigsaw);
-    free(s->arch);
+    free(s->arch), free(s->data), free(s->ood_score);
     free(s);
 }
 
@@ -266,13 +266,19 @@ fn_status fn_selection_write_json(const fn_selection *s, const fn_model *m, cons
             m->net.input_size, m->net.mean[0], m->net.mean[1], m->net.mean[2], m->net.std[0],
             m->net.std[1], m->net.std[2]);
     fputs("  \"data\": ", f);
-    json_write_string(f, data_path ? data_path : "");
+    json_write_string(f, data_path ? data_path : s->data ? s->data : "");
     fprintf(f, ",\n  \"images\": %zu,\n  \"skipped\": %zu,\n  \"seed\": %llu,\n", s->images, s->skipped,
             (unsigned long long)s->seed);
     fputs("  \"selected\": ", f);
     json_write_string(f, s->block_names[s->selected]);
     fprintf(f, ",\n  \"selected_index\": %d,\n", s->selected);
     fprintf(f, "  \"react\": {\"percentile\": %.9g, \"clip\": %.9g},\n", s->react_percentile, s->react_clip);
+    if (s->ood_score) { /* fn_selection_calibrate's */
+        fputs("  \"threshold\": {\"score\": ", f);
+        json_write_string(f, s->ood_score);
+        fprintf(f, ", \"tpr\": %.17g, \"value\": %.9g, \"images\": %zu},\n", s->ood_tpr,
+                s->ood_threshold, s->ood_images);
+    }
     fputs("  \"blocks\": [\n", f);
     for (int b = 0; b < s->num_blocks; b++) {
         int c, h, w;
@@ -303,6 +309,30 @@ static fn_status number(const char *path, const json *obj, const char *key, doub
         return fn_fail(FN_ERR_FORMAT, "%s: \"%s\" must be a %s from %.17g to %.17g", path, key,
                        whole ? "whole number" : "finite number", lo, hi);
     *out = v->number;
+    return FN_OK;
+}
+
+/* The data path and the deployment threshold, when the file has them. */
+static fn_status read_extras(const char *path, const json *root, fn_selection *s)
+{
+    const json *data = json_get(root, "data"), *t = json_get(root, "threshold");
+    if (data && data->type == JSON_STRING && data->string[0] && !(s->data = fn_strdup(data->string)))
+        return FN_ERR_NO_MEMORY;
+    if (!t)
+        return FN_OK;
+    const json *score = json_get(t, "score");
+    if (!score || score->type != JSON_STRING || fn_score_find(score->string) < 0)
+        return fn_fail(FN_ERR_FORMAT, "%s: threshold.score must name a score of `featurenorm info "
+                       "--scores`", path);
+    double tpr, value, images;
+    FN_TRY(number(path, t, "tpr", DBL_MIN, 1, 0, -1, &tpr));
+    FN_TRY(number(path, t, "value", -FLT_MAX, FLT_MAX, 0, NAN, &value));
+    FN_TRY(number(path, t, "images", 1, 9007199254740992.0, 1, -1, &images));
+    if (tpr < 0 || isnan(value) || images < 0)
+        return fn_fail(FN_ERR_FORMAT, "%s: threshold needs tpr, value and images", path);
+    if (!(s->ood_score = fn_strdup(score->string)))
+        return FN_ERR_NO_MEMORY;
+    s->ood_tpr = tpr, s->ood_threshold = (float)value, s->ood_images = (size_t)images;
     return FN_OK;
 }
 
@@ -360,6 +390,8 @@ fn_status fn_selection_read_json(const char *path, const fn_model *m, fn_selecti
                (st = number(path, root, "seed", 0, 18446744073709549568.0, 1, 0, &seed)) ||
                (st = number(path, react, "percentile", 0, 100, 0, 0, &percentile)) ||
                (st = number(path, react, "clip", 0, FLT_MAX, 0, 0, &clip)));
+    if (st == FN_OK)
+        st = read_extras(path, root, s);
     if (st == FN_OK) {
         s->images = (size_t)images;
         s->skipped = (size_t)skipped;

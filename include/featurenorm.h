@@ -242,6 +242,10 @@ typedef struct fn_run_options {
      * Select: every rank gets the same selection (sums added in rank order). */
     int rank, ranks;
     fn_detector_options detect; /* the scores' hyperparameters */
+    /* Deployment: with ood_score (a score name) fn_scores.ood flags each image
+     * whose score is below ood_threshold (from fn_selection_calibrate). */
+    const char *ood_score;
+    float ood_threshold;
 } fn_run_options;
 
 FN_API void fn_run_options_init(fn_run_options *o);
@@ -259,6 +263,8 @@ typedef struct fn_scores {
     float *scores;        /* num_scores x n: score j of row i at scores[j * n + i] */
     int selected_block;   /* -1: none */
     size_t skipped;       /* unreadable images (not in the rows) */
+    int *ood;             /* n: 1 = flagged OOD (score below the threshold), 0 = ID;
+                             NULL without fn_run_options.ood_score */
 } fn_scores;
 
 /* Score column `name` (n values), or NULL when the run did not compute it. */
@@ -293,6 +299,14 @@ typedef struct fn_selection {
     float react_percentile;
     float react_clip;        /* that percentile of the ID penultimate features */
     char *arch;
+    char *data;              /* the ID training data, as written in the file (or NULL) */
+    /* The deployment threshold (fn_selection_calibrate; ood_score NULL: none):
+     * images whose ood_score is below ood_threshold are flagged OOD, which keeps
+     * ood_tpr of the ood_images ID validation images. */
+    char *ood_score;
+    double ood_tpr;
+    float ood_threshold;
+    size_t ood_images;
 } fn_selection;
 
 FN_API fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o,
@@ -303,6 +317,14 @@ FN_API fn_status fn_selection_write_json(const fn_selection *s, const fn_model *
 /* Reads a selection and checks its blocks against the model's. */
 FN_API fn_status fn_selection_read_json(const char *path, const fn_model *m,
                                         fn_selection **out);
+
+/* The deployment threshold: the largest t keeping at least a fraction tpr of
+ * the n ID scores (score >= t), as the TPR of fn_metrics.fpr95 counts them. */
+FN_API fn_status fn_threshold_at_tpr(const float *id, size_t n, double tpr, float *threshold);
+/* Stores in s the threshold of score column `score` of ID validation scores at
+ * tpr (0.95 is the usual); written and read with the selection. */
+FN_API fn_status fn_selection_calibrate(fn_selection *s, const fn_scores *validation,
+                                        const char *score, double tpr);
 
 /* Jigsaw pseudo-OOD: n images (n x S x S x C bytes) cut into a 3x3 grid of
  * floor(S/3) tiles, placed in a random permutation, zero outside the grid.

@@ -110,6 +110,11 @@ static void test_fixture_cases(void)
                           what[k], got[k], want[k]);
             CHECK_MSG(m.n_id == n_id && m.n_ood == n_ood, "case %s: counts", name);
         }
+        /* The deployment threshold at TPR 0.95 is sklearn's threshold of the FPR95 point. */
+        float t;
+        s = fn_threshold_at_tpr(id, n_id, 0.95, &t);
+        CHECK_MSG(s == FN_OK && same(t, want[4]), "case %s: threshold at TPR 0.95 %.9g, sklearn %.17g",
+                  name, t, want[4]);
         /* OpenOOD's convention: its FPR@95; the rest is the same metric renamed. */
         fn_metrics o;
         s = fn_metrics_compute_as(FN_EVAL_OPENOOD, id, n_id, ood, n_ood, &o);

@@ -9,7 +9,8 @@ static const cli_flag flags[] = {
     CLI_DATA_FLAGS,
     {"out", "FILE", "scores CSV to write", 0},
     {"npy", "FILE", "also write the N x blocks FeatureNorm matrix as .npy (float32)", 0},
-    {"selection", "FILE", "selection from `featurenorm select`: adds fn_selected, react_energy", 0},
+    {"selection", "FILE", "selection from `featurenorm select`: adds fn_selected, react_energy, the "
+                          "<score>_fn rows, and the ood column once calibrated", 0},
     {"block", "NAME", "add fn_selected for this block instead", 0},
     {"react-clip", "C", "add react_energy with features clipped at C", 0},
     {"gen-gamma", "G", "GEN's gamma (default 0.1, as the GEN paper)", 0},
@@ -39,7 +40,8 @@ int cmd_score(int argc, char **argv)
                       "                         [--selection selection.json | --block NAME]\n\n"
                       "Columns: path, [label], pred, fn.<block> for every block, then every score\n"
                       "of `featurenorm info --scores` whose needs are met (fn_selected and the\n"
-                      "<score>_fn rows need a block). Rows in sorted path order.");
+                      "<score>_fn rows need a block), and `ood` (1 = flagged) when the selection\n"
+                      "holds a threshold (featurenorm calibrate). Rows in sorted path order.");
     if (r)
         return r > 0 ? 0 : 2;
     fn_run_options ro;
@@ -74,6 +76,8 @@ int cmd_score(int argc, char **argv)
         }
         ro.block = sel->selected;
         ro.react_clip = sel->react_clip;
+        ro.ood_score = sel->ood_score; /* calibrated: an ood column */
+        ro.ood_threshold = sel->ood_threshold;
     }
     if (cli_has(&a, "block") && (ro.block = fn_model_find_block(m, cli_get(&a, "block"))) < 0) {
         fprintf(stderr, "featurenorm: --block %s: no such block (featurenorm info %s %s lists them)\n",
