@@ -211,14 +211,17 @@ void fn_outputs_init(fn_outputs *o)
 }
 
 score_input model_score_input(const fn_model *m, const backend_result *r, int block,
-                              float react_clip, const fn_detector_options *opt)
+                              float react_clip, const fn_detector_options *opt,
+                              const struct fit_model *fit)
 {
     const net *nt = &m->net;
     const net_op *head = &nt->ops[nt->last_linear];
-    score_input in = {r->n, nt->n_blocks, nt->num_classes, r->norms, r->logits, r->react_logits,
-                      block, nt->feature_dim, r->features,
-                      head->act == ACT_NONE ? head->b : NULL, /* W f + b, not act(W f + b) */
-                      react_clip, scores_resolve_options(opt), NULL, NULL};
+    const int plain = head->act == ACT_NONE; /* W f + b, not act(W f + b) */
+    score_input in = {.n = r->n, .num_blocks = nt->n_blocks, .num_classes = nt->num_classes,
+                      .norms = r->norms, .logits = r->logits, .react_logits = r->react_logits,
+                      .block = block, .feature_dim = nt->feature_dim, .features = r->features,
+                      .bias = plain ? head->b : NULL, .weight = plain ? head->w : NULL,
+                      .react_clip = react_clip, .fit = fit, .opt = scores_resolve_options(opt)};
     return in;
 }
 
@@ -228,7 +231,7 @@ static fn_status deliver(const fn_model *m, const backend_result *r, const fn_ou
 {
     const net *nt = &m->net;
     const size_t n = (size_t)r->n;
-    score_input in = model_score_input(m, r, out->block, out->react_clip, &out->detect);
+    score_input in = model_score_input(m, r, out->block, out->react_clip, &out->detect, NULL);
     const size_t need = out->scores ? scores_scratch(&in) : 0;
     float *column = out->scores ? malloc(sizeof(float) * n) : NULL;
     float *scratch = need ? malloc(sizeof(float) * need) : NULL;

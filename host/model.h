@@ -24,8 +24,10 @@ struct fn_model {
 int model_thread_limit(void);
 
 /* What the score table reads from a collected batch: its rows, the last
- * layer's bias (when the logits are W f + b) and the hyperparameters. */
+ * layer (when the logits are W f + b), the hyperparameters and the
+ * detectors' training statistics (or NULL). */
 score_input model_score_input(const fn_model *m, const backend_result *r, int block,
-                              float react_clip, const fn_detector_options *opt);
+                              float react_clip, const fn_detector_options *opt,
+                              const struct fit_model *fit);
 
 #endif

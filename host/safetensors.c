@@ -326,3 +326,32 @@ fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_
     f->read[t - f->tensors] = 1;
     return FN_OK;
 }
+
+fn_status st_read_f64(const st_file *f, const char *name, int ndim, const int64_t *shape,
+                      double *dst)
+{
+    const st_tensor *t = st_find(f, name);
+    if (!t)
+        return fn_fail(FN_ERR_NOT_FOUND, "%s: missing tensor '%s'", f->path, name);
+    if (t->dtype != ST_F64)
+        return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' has dtype %s; expected F64", f->path, name,
+                       st_dtype_name(t->dtype));
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (!same) {
+        char want[128], got[128];
+        format_shape(want, sizeof want, ndim, shape);
+        format_shape(got, sizeof got, t->ndim, t->shape);
+        return fn_fail(FN_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", f->path, name,
+                       got, want);
+    }
+    size_t n = (t->end - t->begin) / 8;
+    memcpy(dst, f->data + t->begin, n * 8);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(dst[i]))
+            return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at element %zu",
+                           f->path, name, i);
+    f->read[t - f->tensors] = 1;
+    return FN_OK;
+}

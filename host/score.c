@@ -8,6 +8,7 @@
 
 #include "dataset.h"
 #include "dist.h"
+#include "fit.h"
 #include "error.h"
 #include "model.h"
 #include "npy.h"
@@ -40,7 +41,21 @@ typedef struct score_run {
     const fn_run_options *o;
     size_t cap;         /* rows allocated: score column j starts at scores + j * cap */
     float *scratch;     /* the "selected norm" logits of a batch, or NULL */
+    fit_model *fit;     /* from o->fit_path, or NULL */
 } score_run;
+
+/* The detectors' statistics from a fit file, for this model. */
+static fn_status load_fit(const fn_model *m, const char *path, fit_model **out)
+{
+    const net_op *head = &m->net.ops[m->net.last_linear];
+    if (head->act != ACT_NONE || !head->w)
+        return fn_fail(FN_ERR_INVALID_ARG, "%s: the detectors need a last layer W f + b", path);
+    fit_stats *f;
+    FN_TRY(fit_read(path, m->net.num_classes, m->net.feature_dim, &f));
+    fn_status s = fit_model_make(f, head->w, path, out);
+    fit_free(f);
+    return s;
+}
 
 /* The table's scores this run can compute, in table order, and the room for
  * a batch of the "selected norm" logits. */
@@ -49,8 +64,10 @@ static fn_status alloc_scores(score_run *run, size_t cap, int batch)
     fn_scores *s = run->s;
     float dummy = 0;
     backend_result probe = {batch, &dummy, &dummy, &dummy, run->o->react_clip > 0 ? &dummy : NULL};
+    if (run->o->fit_path)
+        FN_TRY(load_fit(run->m, run->o->fit_path, &run->fit));
     score_input can = model_score_input(run->m, &probe, s->selected_block, run->o->react_clip,
-                                        &run->o->detect);
+                                        &run->o->detect, run->fit);
     const size_t need = scores_scratch(&can);
     if (need && !(run->scratch = malloc(sizeof(float) * need)))
         return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the scores of a batch");
@@ -76,7 +93,7 @@ static fn_status score_batch(void *ctx, const pass_rows *rows)
     const size_t at = s->n;
     memcpy(s->norms + at * s->num_blocks, r->norms, sizeof(float) * (size_t)r->n * s->num_blocks);
     score_input in = model_score_input(run->m, r, s->selected_block, run->o->react_clip,
-                                       &run->o->detect);
+                                       &run->o->detect, run->fit);
     scores_pred(&in, s->pred + at);
     if (run->scratch)
         scores_derive(&in, run->scratch);
@@ -151,7 +168,7 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->num_blocks = m->net.n_blocks;
     s->num_classes = m->net.num_classes;
     s->selected_block = o->block;
-    score_run run = {s, d, m, o, d->n, NULL};
+    score_run run = {s, d, m, o, d->n, NULL, NULL};
     fn_status st = alloc_scores(&run, d->n, ps.batch);
     const int ranks = o->ranks > 1 ? o->ranks : 1;
     pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};
@@ -167,6 +184,7 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     if (st == FN_OK && total == 0)
         st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
     free(run.scratch);
+    fit_model_free(run.fit);
     if (st != FN_OK) {
         fn_scores_free(s);
         return st;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fit.h"
 
 static void fn_selected(const score_input *in, float *out)
 {
@@ -147,7 +148,62 @@ static void gradnorm_fn(const score_input *in, float *out)
                                      in->feature_dim, fn_scale(in, i, 0));
 }
 
+/* Mahalanobis (Lee et al., NeurIPS 2018) without input preprocessing, as
+ * OpenOOD's MDS: max over classes of -(f - mu_k)^T P (f - mu_k) / 2, P the
+ * inverse of the shared class-centred covariance, expanded as
+ * f^T P f - 2 f^T (P mu_k) + mu_k^T P mu_k: D^2 + K D per image. */
+static void mahalanobis(const score_input *in, float *out)
+{
+    const struct fit_model *m = in->fit;
+    const int D = m->D, K = m->K;
+    for (int i = 0; i < in->n; i++) {
+        const float *f = in->features + (size_t)i * D;
+        double fpf = 0, best = -INFINITY;
+        for (int a = 0; a < D; a++) {
+            const double *p = m->precision + (size_t)a * D;
+            double v = 0;
+            for (int b = 0; b < D; b++)
+                v += p[b] * f[b];
+            fpf += v * f[a];
+        }
+        for (int k = 0; k < K; k++) {
+            const double *pm = m->pm + (size_t)k * D;
+            double dot = 0;
+            for (int a = 0; a < D; a++)
+                dot += pm[a] * f[a];
+            double v = -0.5 * (fpf - 2 * dot + m->mpm[k]);
+            if (v > best)
+                best = v;
+        }
+        out[i] = (float)best;
+    }
+}
+
+/* fDBD (Liu & Qin, ICML 2024), as the authors' code: the sum over classes k
+ * of |l_c - l_k| / ||w_c - w_k|| (c the prediction: the distance to each
+ * decision boundary), over ||f - mean of the training features||. */
+static void fdbd(const score_input *in, float *out)
+{
+    const struct fit_model *m = in->fit;
+    const int D = m->D, K = m->K;
+    for (int i = 0; i < in->n; i++) {
+        const float *l = in->logits + (size_t)i * K, *f = in->features + (size_t)i * D;
+        int c = 0;
+        for (int k = 1; k < K; k++)
+            if (l[k] > l[c])
+                c = k;
+        double sum = 0, dist = 0;
+        for (int k = 0; k < K; k++)
+            if (k != c && m->wdist[(size_t)c * K + k] > 0)
+                sum += fabs((double)l[c] - l[k]) / m->wdist[(size_t)c * K + k];
+        for (int a = 0; a < D; a++)
+            dist += (f[a] - m->mean[a]) * (f[a] - m->mean[a]);
+        out[i] = (float)(sum / sqrt(dist));
+    }
+}
+
 #define WITH_NORM (SCORE_NEEDS_BLOCK | SCORE_NEEDS_FEATURES)
+#define WITH_FIT (SCORE_NEEDS_FEATURES | SCORE_NEEDS_FIT)
 
 /* Higher = more in-distribution for every score. Each logit score has a
  * "with the selected norm" twin, named <name>_fn, right after its own rows. */
@@ -162,6 +218,8 @@ static const score_def table[] = {
     {.name = "entropy", .title = "Entropy", .row = entropy_row},
     {.name = "gen", .title = "GEN", .row = gen_row},
     {.name = "gradnorm", .title = "GradNorm", .needs = SCORE_NEEDS_FEATURES, .fn = gradnorm},
+    {.name = "mahalanobis", .title = "Mahalanobis", .needs = WITH_FIT, .fn = mahalanobis},
+    {.name = "fdbd", .title = "fDBD", .needs = WITH_FIT, .fn = fdbd},
     {.name = "msp_fn", .title = "MSP with the selected norm", .needs = WITH_NORM,
      .logits = LOGITS_FN, .row = msp_row},
     {.name = "maxlogit_fn", .title = "MaxLogit with the selected norm", .needs = WITH_NORM,
@@ -187,7 +245,8 @@ int scores_available(int i, const score_input *in)
     unsigned needs = table[i].needs;
     return !((needs & SCORE_NEEDS_BLOCK) && !(in->block >= 0 && in->block < in->num_blocks)) &&
            !((needs & SCORE_NEEDS_REACT) && !in->react_logits) &&
-           !((needs & SCORE_NEEDS_FEATURES) && !(in->features && in->bias));
+           !((needs & SCORE_NEEDS_FEATURES) && !(in->features && in->bias && in->weight)) &&
+           !((needs & SCORE_NEEDS_FIT) && !in->fit);
 }
 
 void scores_compute(int i, const score_input *in, float *out)
@@ -284,10 +343,12 @@ const char *fn_score_title(int i) { return scores_at(i) ? table[i].title : NULL;
 
 const char *fn_score_needs(int i)
 {
-    static const char *const needs[8] = {"logits",   "block",          "react",          "block+react",
-                                         "features", "block+features", "react+features",
-                                         "block+react+features"};
-    return scores_at(i) ? needs[table[i].needs & 7] : NULL;
+    static const char *const needs[16] = {
+        "logits",   "block",          "react",          "block+react",
+        "features", "block+features", "react+features", "block+react+features",
+        "fit",      "block+fit",      "react+fit",      "block+react+fit",
+        "features+fit", "block+features+fit", "react+features+fit", "block+react+features+fit"};
+    return scores_at(i) ? needs[table[i].needs & 15] : NULL;
 }
 
 int fn_score_find(const char *name)

@@ -15,7 +15,10 @@ enum {
     SCORE_NEEDS_BLOCK = 1,    /* the selected block's FeatureNorm */
     SCORE_NEEDS_REACT = 2,    /* logits of the ReAct-clipped features */
     SCORE_NEEDS_FEATURES = 4, /* penultimate features and the last layer's bias */
+    SCORE_NEEDS_FIT = 8,      /* statistics of the ID training features (fit.h) */
 };
+
+struct fit_model;
 
 typedef struct score_input {
     int n, num_blocks, num_classes;
@@ -28,6 +31,8 @@ typedef struct score_input {
     const float *bias;         /* num_classes: the last linear layer's, or NULL when its
                                   output is not plain W f + b */
     float react_clip;          /* what react_logits were clipped at */
+    const float *weight;       /* num_classes x feature_dim, with bias */
+    const struct fit_model *fit; /* or NULL */
     fn_detector_options opt;
     /* "With the selected norm": the logits of f' = FN_selected * f / ||f||,
      * filled by scores_derive (NULL until then). */

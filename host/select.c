@@ -15,6 +15,7 @@
 
 #include "dataset.h"
 #include "dist.h"
+#include "fit.h"
 #include "error.h"
 #include "json.h"
 #include "model.h"
@@ -73,6 +74,7 @@ void fn_selection_free(fn_selection *s)
     free(s->block_names);
     free(s->norm_ratio), free(s->mean_norm_id), free(s->mean_norm_jigsaw);
     free(s->arch), free(s->data), free(s->ood_score);
+    fit_free((fit_stats *)s->fit);
     free(s);
 }
 
@@ -110,10 +112,32 @@ static int argmax(const double *v, int n)
 
 typedef struct select_run {
     fn_selection *sel;
+    const fn_dataset *d;
+    fit_stats *fit;  /* or NULL */
+    int *label;      /* a batch's labels, for fit */
     size_t *valid;   /* per block: images whose Jigsaw norm was positive */
     reservoir res;
     int B, D;
 } select_run;
+
+/* The ID half's features into the detectors' sums, by label (the prediction
+ * where the data has none). */
+static void fit_batch(select_run *run, const pass_rows *rows)
+{
+    const int K = run->fit->K;
+    for (int i = 0; i < rows->n; i++) {
+        int y = run->d->items[rows->index[i]].label;
+        if (y < 0 || y >= K) {
+            const float *l = rows->r.logits + (size_t)i * K;
+            y = 0;
+            for (int k = 1; k < K; k++)
+                if (l[k] > l[y])
+                    y = k;
+        }
+        run->label[i] = y;
+    }
+    fit_add(run->fit, rows->r.features, run->label, rows->n);
+}
 
 static fn_status select_batch(void *ctx, const pass_rows *rows)
 {
@@ -132,6 +156,8 @@ static fn_status select_batch(void *ctx, const pass_rows *rows)
             }
         }
     reservoir_add(&run->res, rows->r.features, (size_t)n * run->D); /* the ID half only */
+    if (run->fit)
+        fit_batch(run, rows);
     sel->images += (size_t)n;
     return FN_OK;
 }
@@ -153,6 +179,8 @@ static fn_status select_state(select_run *run, bytes *b, int load)
     if (b->bad || run->res.n > RESERVOIR)
         return fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run");
     bytes_io(b, run->res.v, sizeof(float) * run->res.n, load);
+    if (run->fit)
+        fit_state(run->fit, b, load);
     return b->bad || (load && b->at != b->len)
                ? fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run")
                : FN_OK;
@@ -192,6 +220,8 @@ static fn_status reduce(select_run *run, pass_stats *stats, int rank, int ranks)
             run->res.v = bigger;
     }
     st = dist_agree(st, ranks);
+    if (st == FN_OK && run->fit)
+        st = fit_reduce(run->fit, ranks);
     if (st == FN_OK)
         st = dist_gather_rows(run->res.v, sizeof(float), run->res.n, rank == 0 ? all : 0, &total, ranks);
     if (st == FN_OK && rank == 0)
@@ -214,12 +244,15 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
         return FN_ERR_NO_MEMORY;
     sel->seed = o->seed;
     sel->react_percentile = o->react_percentile;
-    select_run run = {sel, calloc((size_t)B, sizeof(size_t)),
+    select_run run = {sel, d, NULL, NULL, calloc((size_t)B, sizeof(size_t)),
                       {malloc(sizeof(float) * RESERVOIR), 0, 0,
                        o->seed * 2654435761u + 88172645463325252ull},
                       B, m->net.feature_dim};
     fn_status st = FN_OK;
     if (!run.valid || !run.res.v)
+        st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
+    if (st == FN_OK && o->fit && (st = fit_create(m->net.num_classes, run.D, &run.fit)) == FN_OK &&
+        !(run.label = malloc(sizeof(int) * (size_t)ps.batch)))
         st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
     const int ranks = o->ranks > 1 ? o->ranks : 1;
     pass_spec spec = {2, o->seed, 0, 0, 0, "select", select_batch, select_save, select_load, &run};
@@ -242,12 +275,21 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
         if (o->rank <= 0 || ranks == 1)
             sel->react_clip = percentile(run.res.v, run.res.n, o->react_percentile);
         dist_share(&sel->react_clip, sizeof sel->react_clip, ranks); /* rank 0's, everywhere */
+        sel->fit = (struct fn_fit *)run.fit, run.fit = NULL;
         *out = sel;
     } else {
         fn_selection_free(sel);
     }
-    free(run.valid), free(run.res.v);
+    free(run.valid), free(run.res.v), free(run.label);
+    fit_free(run.fit);
     return st;
+}
+
+fn_status fn_fit_write(const fn_selection *s, const char *path)
+{
+    if (!s || !s->fit || !path)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_fit_write: no statistics (select with fit = 1) or no path");
+    return fit_write((const fit_stats *)s->fit, path);
 }
 
 /* ---- selection.json ------------------------------------------------------- */

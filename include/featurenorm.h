@@ -246,6 +246,11 @@ typedef struct fn_run_options {
      * whose score is below ood_threshold (from fn_selection_calibrate). */
     const char *ood_score;
     float ood_threshold;
+    /* The feature detectors (Mahalanobis, fDBD) need statistics of the ID
+     * training features: select gathers them with fit = 1 (fn_selection.fit,
+     * written by fn_fit_write); score computes those detectors from fit_path. */
+    int fit;
+    const char *fit_path;
 } fn_run_options;
 
 FN_API void fn_run_options_init(fn_run_options *o);
@@ -307,6 +312,7 @@ typedef struct fn_selection {
     double ood_tpr;
     float ood_threshold;
     size_t ood_images;
+    struct fn_fit *fit;      /* with fn_run_options.fit: the detectors' statistics, or NULL */
 } fn_selection;
 
 FN_API fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o,
@@ -317,6 +323,10 @@ FN_API fn_status fn_selection_write_json(const fn_selection *s, const fn_model *
 /* Reads a selection and checks its blocks against the model's. */
 FN_API fn_status fn_selection_read_json(const char *path, const fn_model *m,
                                         fn_selection **out);
+
+/* The detectors' statistics of a selection run (s->fit) as one versioned file
+ * (safetensors of F64 sums; the D x D covariance sum is capped at 1 GiB). */
+FN_API fn_status fn_fit_write(const fn_selection *s, const char *path);
 
 /* The deployment threshold: the largest t keeping at least a fraction tpr of
  * the n ID scores (score >= t), as the TPR of fn_metrics.fpr95 counts them. */

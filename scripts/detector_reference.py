@@ -19,7 +19,10 @@ pytorch-ood==0.2.3 torchmetrics==1.2.1 lightning-utilities==0.10.0`.
 fixtures: for every network of tests/fixtures/models, <case>.csv with one column per
 score (and `block`, the block used as the selected one) from the fixture's float64
 features, logits, norms and ReAct clip: tests/test_detect.c compares the table's scores
-with these columns and fails on a missing one.
+with these columns and fails on a missing one. For the detectors fitted on ID training
+features (Mahalanobis from scikit-learn's EmpiricalCovariance, fDBD from its authors'
+formula) a few cases also get a synthetic training set, <case>.fit_train.npy and
+<case>.fit_labels.npy, that the test gathers into a fit file of its own.
 
 real: the real CIFAR-10 ResNet-20 (weights/cifar10/resnet20-*.th) on the lossless PNGs,
 its scores with block layer3.0 and ReAct clip 1.0 as a CSV keyed by file name, for
@@ -31,6 +34,7 @@ import glob
 import json
 import os
 import sys
+import zlib
 
 import numpy as np
 import torch
@@ -68,6 +72,38 @@ def gradnorm(features, weight, bias):
         loss.backward()
         out.append(w.grad.abs().sum().item())
     return np.array(out)
+
+
+FIT_CASES = ("resnet20_cifar", "vgg11_cifar", "resnet50")  # D = 64, 32, 128
+
+
+def fit_train_set(rng, n_classes, dim):
+    """Synthetic ID training features (post-ReLU like) and labels, every class present."""
+    n = 3 * dim + 10 * n_classes
+    labels = np.r_[np.arange(n_classes), rng.integers(0, n_classes, n - n_classes)]
+    centres = rng.uniform(0.0, 2.0, (n_classes, dim))
+    x = np.maximum(centres[labels] + rng.normal(0.0, 0.7, (n, dim)), 0.0) + 1e-3
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+def fit_scores(features, logits, weight, train, labels):
+    """Mahalanobis (sklearn's EmpiricalCovariance of the class-centred features, as
+    OpenOOD's MDS) and fDBD (the authors' code), from float64 copies."""
+    from sklearn.covariance import EmpiricalCovariance
+
+    train = train.astype(np.float64)
+    k = weight.shape[0]
+    means = np.stack([train[labels == c].mean(axis=0) for c in range(k)])
+    precision = EmpiricalCovariance(assume_centered=False).fit(train - means[labels]).precision_
+    d = features[:, None, :] - means[None, :, :]
+    maha = np.max(-0.5 * np.einsum("nka,ab,nkb->nk", d, precision, d), axis=1)
+    w = weight.numpy()
+    denominator = np.linalg.norm(w[:, None, :] - w[None, :, :], axis=2)
+    np.fill_diagonal(denominator, 1.0)
+    c = logits.argmax(axis=1)
+    fdbd = (np.abs(logits - logits[np.arange(len(c)), c][:, None]) / denominator[c]).sum(axis=1) / \
+        np.linalg.norm(features - train.mean(axis=0), axis=1)
+    return {"mahalanobis": maha, "fdbd": fdbd}
 
 
 def logit_scores(logits):
@@ -132,6 +168,12 @@ def fixtures(out):
         block = norms.shape[1] // 2  # a block in the middle: its norm differs from ||f||
         cols = all_scores(torch.from_numpy(features), norms, block, weight, bias, meta["react_clip"])
         name = os.path.basename(case_dir)
+        if name in FIT_CASES:  # the training set the C test fits on, stored beside
+            rng = np.random.default_rng(zlib.crc32(name.encode()))
+            train, labels = fit_train_set(rng, weight.shape[0], weight.shape[1])
+            np.save(os.path.join(out, name + ".fit_train.npy"), train)
+            np.save(os.path.join(out, name + ".fit_labels.npy"), labels)
+            cols.update(fit_scores(features, load("logits.npy"), weight, train, labels))
         write_csv(os.path.join(out, name + ".csv"), cols)
         print(f"{name}: {len(features)} rows, {len(cols) - 1} scores, fc {fc}")
 

@@ -4,12 +4,51 @@
  * computed every score (pytorch-ood's MSP, MaxLogit, Energy, Entropy, ReAct;
  * the GEN authors' formula; GradNorm by autograd; the "selected norm" rows by
  * W f' + b) in float64 from the fixture's features, logits, norms and the
- * model's last layer, into tests/fixtures/detect/<case>.csv. Here the table's
- * functions get the same inputs in float32. A table row without a reference
+ * model's last layer, into tests/fixtures/detect/<case>.csv; Mahalanobis
+ * (scikit-learn) and fDBD on three cases with a synthetic training set, which
+ * is gathered here by fit.c (two batches, through a fit file and back). The
+ * table's functions get the same inputs in float32. A table row without a reference
  * column, or one not computed from these inputs, is a failure. */
+#include <unistd.h>
+
+#include "fit.h"
 #include "fixture_cases.h"
 #include "model.h"
 #include "scores.h"
+
+static int fit_cases; /* cases whose reference has the fitted detectors */
+
+/* The case's synthetic training set gathered into a fit file, read back: NULL
+ * when the case has none. */
+static fit_model *fit_for(const char *name, fn_model *m)
+{
+    char train_path[1100], labels_path[1100], file[1100];
+    snprintf(train_path, sizeof train_path, FN_FIXTURES "/detect/%s.fit_train.npy", name);
+    snprintf(labels_path, sizeof labels_path, FN_FIXTURES "/detect/%s.fit_labels.npy", name);
+    if (access(train_path, R_OK) != 0)
+        return NULL;
+    npy train, labels;
+    REQUIRE(npy_load(train_path, &train) == 0 && npy_load(labels_path, &labels) == 0);
+    const int n = (int)train.shape[0], D = (int)train.shape[1], K = m->net.num_classes;
+    float *x = npy_floats(&train);
+    int *y = malloc(sizeof(int) * n);
+    REQUIRE(y && D == m->net.feature_dim);
+    for (int i = 0; i < n; i++)
+        y[i] = (int)labels.data[i];
+    fit_stats *f, *back;
+    REQUIRE_OK(fit_create(K, D, &f));
+    fit_add(f, x, y, n / 2); /* two batches, as a pass would add them */
+    fit_add(f, x + (size_t)(n / 2) * D, y + n / 2, n - n / 2);
+    snprintf(file, sizeof file, "%s/test_detect_%s.fit", FN_BINARY_DIR, name);
+    REQUIRE_OK(fit_write(f, file));
+    REQUIRE_OK(fit_read(file, K, D, &back));
+    fit_model *fm;
+    REQUIRE_OK(fit_model_make(back, m->net.ops[m->net.last_linear].w, file, &fm));
+    fit_free(f), fit_free(back), free(x), free(y), npy_free(&train), npy_free(&labels);
+    unlink(file);
+    fit_cases++;
+    return fm;
+}
 
 /* The inputs are the float64 reference rounded to float32 (2^-24 relative);
  * each score is a sum of at most K terms in double of those, so 1e-4 relative
@@ -42,8 +81,9 @@ static void run_case(const char *dir, const char *name, const json *meta)
     backend_result r = {n, fnorms, flogits, ffeat, freact};
     fn_detector_options opt;
     fn_detector_options_init(&opt);
+    fit_model *fit = fit_for(name, m);
     score_input in = model_score_input(m, &r, (int)want->values[0][0],
-                                       (float)json_get(meta, "react_clip")->number, &opt);
+                                       (float)json_get(meta, "react_clip")->number, &opt, fit);
     fn_columns_free(want);
     float *scratch = malloc(sizeof(float) * (scores_scratch(&in) + 1)), *got = malloc(sizeof(float) * n);
     REQUIRE(scratch && got);
@@ -51,6 +91,8 @@ static void run_case(const char *dir, const char *name, const json *meta)
     printf("%s (%d rows, block %d)\n", name, n, in.block);
     for (int i = 0; i < scores_count(); i++) {
         const char *col = scores_at(i)->name;
+        if ((scores_at(i)->needs & SCORE_NEEDS_FIT) && !fit)
+            continue; /* this case has no training set; fit_cases counts those that do */
         fn_columns *ref = NULL;
         fn_status s = fn_csv_read_columns(ref_csv, &col, 1, &ref);
         CHECK_MSG(s == FN_OK, "%s: no reference for score %s (%s)", name, col, fn_last_error());
@@ -70,6 +112,7 @@ static void run_case(const char *dir, const char *name, const json *meta)
         printf("  %-16s max rel. error %.2e\n", col, worst);
         fn_columns_free(ref);
     }
+    fit_model_free(fit);
     free(scratch), free(got), free(fnorms), free(flogits), free(ffeat), free(freact);
     npy_free(&norms), npy_free(&logits), npy_free(&features), npy_free(&react);
     fn_model_free(m);
@@ -99,6 +142,7 @@ static void gen_edges(void)
 int main(int argc, char **argv)
 {
     CHECK(for_each_case(argc > 1 ? argv[1] : NULL, run_case) > 0);
+    CHECK_MSG(argc > 1 || fit_cases >= 3, "only %d cases checked the fitted detectors", fit_cases);
     gen_edges();
     return test_finish("test_detect");
 }

@@ -13,6 +13,7 @@ static const cli_flag flags[] = {
                           "<score>_fn rows, and the ood column once calibrated", 0},
     {"block", "NAME", "add fn_selected for this block instead", 0},
     {"react-clip", "C", "add react_energy with features clipped at C", 0},
+    {"fit", "FILE", "the detectors' statistics from `select --fit`: adds mahalanobis, fdbd", 0},
     {"gen-gamma", "G", "GEN's gamma (default 0.1, as the GEN paper)", 0},
     {"gen-m", "M", "GEN's M largest probabilities (default 10; at most the classes)", 0},
 };
@@ -87,6 +88,7 @@ int cmd_score(int argc, char **argv)
     }
     if (cli_has(&a, "react-clip"))
         ro.react_clip = (float)clip;
+    ro.fit_path = cli_get(&a, "fit");
     if ((s = fn_score_dataset(m, d, &ro, &sc)) == FN_OK && ro.rank == 0) /* rank 0 has every row */
         s = fn_scores_write(sc, m, d, out, npy);
     if ((rc = cli_finish_run(s, &ro, sc ? sc->skipped : 0)))
