@@ -296,10 +296,19 @@ fn_status fit_model_make(const fit_stats *f, const float *weight, const char *pa
     for (int a = 0; a < D; a++)
         m->mean[a] = f->feature_sum[a] / f->count;
     shared_covariance(f, m->precision);
+    /* A ridge of 1e-6 of the mean variance (pytorch-ood adds 1e-6 I to its
+     * scatter): a dead ReLU channel, constant 0, leaves the covariance
+     * singular; this keeps it invertible and moves no other entry by more
+     * than that ratio. */
+    double trace = 0;
+    for (int a = 0; a < D; a++)
+        trace += m->precision[(size_t)a * D + a];
+    for (int a = 0; a < D; a++)
+        m->precision[(size_t)a * D + a] += 1e-6 * (trace > 0 ? trace / D : 1);
     if (!spd_inverse(m->precision, D)) {
         fit_model_free(m);
         return fn_fail(FN_ERR_INVALID_ARG, "%s: the shared covariance of the %.0f training images is "
-                       "singular (fewer images than the %d features, or a constant feature)",
+                       "not positive definite for its %d features",
                        path, f->count, D);
     }
     for (int k = 0; k < K; k++) {

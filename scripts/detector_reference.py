@@ -94,7 +94,9 @@ def fit_scores(features, logits, weight, train, labels):
     train = train.astype(np.float64)
     k = weight.shape[0]
     means = np.stack([train[labels == c].mean(axis=0) for c in range(k)])
-    precision = EmpiricalCovariance(assume_centered=False).fit(train - means[labels]).precision_
+    cov = EmpiricalCovariance(assume_centered=False).fit(train - means[labels]).covariance_
+    # featurenorm's ridge, 1e-6 of the mean variance (a dead channel must not make it singular)
+    precision = np.linalg.inv(cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov)))
     d = features[:, None, :] - means[None, :, :]
     maha = np.max(-0.5 * np.einsum("nka,ab,nkb->nk", d, precision, d), axis=1)
     w = weight.numpy()
