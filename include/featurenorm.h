@@ -140,6 +140,8 @@ FN_API int fn_model_find_block(const fn_model *m, const char *name);  /* -1: non
  *   entropy       -H(softmax), sum p log p
  *   gen           GEN (Liu et al. 2023): -sum of p^g (1-p)^g over the M largest p
  *   gradnorm      GradNorm (Huang et al. 2021), closed form: sum|p - 1/K| * ||f||_1
+ *   mahalanobis   Mahalanobis to the nearest class mean, shared covariance (needs a fit)
+ *   fdbd          fDBD (Liu & Qin 2024): distance to the decision boundaries (needs a fit)
  *   <logit score>_fn  "with the selected norm": the same score of the logits
  *                 W f' + b of f' = FN(selected block) * f / ||f|| (needs a block)
  * The CSV columns, eval's rows and scripts/reproduce all follow this table. */
@@ -147,7 +149,8 @@ FN_API int fn_score_count(void);
 FN_API const char *fn_score_name(int i);  /* CSV column: "msp" */
 FN_API const char *fn_score_title(int i); /* table row: "MSP" */
 /* "logits", or what else it needs joined by '+': "block", "react", "features"
- * (the penultimate features and a last layer W f + b), e.g. "block+features". */
+ * (the penultimate features and a last layer W f + b), "fit" (the training
+ * statistics of fn_run_options.fit_path), e.g. "block+features". */
 FN_API const char *fn_score_needs(int i);
 FN_API int fn_score_find(const char *name); /* -1: none */
 
