@@ -4,6 +4,7 @@
 #
 #   scripts/setup_reference_venv.sh [VENV]     (default: .venv-reference in the repository)
 #
+# Needs Debian's python3-torch, python3-sklearn and python3-scipy (system site packages).
 # --no-deps keeps pip from replacing Debian's torch; the versions are the last that
 # import with it.
 set -euo pipefail
