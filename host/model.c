@@ -207,11 +207,10 @@ void fn_outputs_init(fn_outputs *o)
 {
     memset(o, 0, sizeof *o);
     o->block = -1;
-    fn_detector_options_init(&o->detect);
 }
 
 score_input model_score_input(const fn_model *m, const backend_result *r, int block,
-                              float react_clip, const fn_detector_options *opt,
+                              float react_clip, score_options opt,
                               const struct fit_model *fit)
 {
     const net *nt = &m->net;
@@ -231,7 +230,7 @@ static fn_status deliver(const fn_model *m, const backend_result *r, const fn_ou
 {
     const net *nt = &m->net;
     const size_t n = (size_t)r->n;
-    score_input in = model_score_input(m, r, out->block, out->react_clip, &out->detect, NULL);
+    score_input in = model_score_input(m, r, out->block, out->react_clip, (score_options){out->gen_gamma, out->gen_m}, NULL);
     const size_t need = out->scores ? scores_scratch(&in) : 0;
     float *column = out->scores ? malloc(sizeof(float) * n) : NULL;
     float *scratch = need ? malloc(sizeof(float) * need) : NULL;
@@ -280,7 +279,7 @@ static fn_status forward(fn_model *m, int n, const float *x, const uint8_t *x_u8
     if (out->block < -1 || out->block >= m->net.n_blocks)
         return fn_fail(FN_ERR_INVALID_ARG, "block %d: the model has %d blocks", out->block,
                        m->net.n_blocks);
-    FN_TRY(scores_check_options(&out->detect));
+    FN_TRY(scores_check_options((score_options){out->gen_gamma, out->gen_m}));
     if (x_u8) /* the slot's buffer is where decoded batches land; copy the caller's there */
         memcpy(m->be->input(m->be, 0), x_u8, (size_t)n * m->net.input_size * m->net.input_size * 3);
     backend_request rq = {n, x, out->react_clip};

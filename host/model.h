@@ -27,7 +27,7 @@ int model_thread_limit(void);
  * layer (when the logits are W f + b), the hyperparameters and the
  * detectors' training statistics (or NULL). */
 score_input model_score_input(const fn_model *m, const backend_result *r, int block,
-                              float react_clip, const fn_detector_options *opt,
+                              float react_clip, score_options opt,
                               const struct fit_model *fit);
 
 #endif

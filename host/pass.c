@@ -23,7 +23,6 @@ void fn_run_options_init(fn_run_options *o)
     o->preset = FN_PRESET_AUTO;
     o->block = -1;
     o->react_percentile = 90.0f;
-    fn_detector_options_init(&o->detect);
 }
 
 fn_status pass_settings_resolve(fn_model *m, const fn_dataset *d, const fn_run_options *o,
@@ -96,7 +95,7 @@ static ckpt_key run_key(const fn_model *m, const fn_dataset *d, const fn_run_opt
     memcpy(opt.std, m->net.std, sizeof opt.std);
     opt.seed = o->seed;
     opt.rank = o->ranks > 1 ? o->rank : 0, opt.ranks = o->ranks > 1 ? o->ranks : 1;
-    opt.fit = o->fit, opt.gen_m = o->detect.gen_m, opt.gen_gamma = o->detect.gen_gamma;
+    opt.fit = o->fit, opt.gen_m = o->gen_m, opt.gen_gamma = o->gen_gamma;
     opt.fit_path = o->fit_path ? hash_bytes(0, o->fit_path, strlen(o->fit_path)) : 0;
     k.options = hash_bytes(0, &opt, sizeof opt);
     return k;

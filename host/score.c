@@ -67,7 +67,7 @@ static fn_status alloc_scores(score_run *run, size_t cap, int batch)
     if (run->o->fit_path)
         FN_TRY(load_fit(run->m, run->o->fit_path, &run->fit));
     score_input can = model_score_input(run->m, &probe, s->selected_block, run->o->react_clip,
-                                        &run->o->detect, run->fit);
+                                        (score_options){run->o->gen_gamma, run->o->gen_m}, run->fit);
     const size_t need = scores_scratch(&can);
     if (need && !(run->scratch = malloc(sizeof(float) * need)))
         return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the scores of a batch");
@@ -93,7 +93,7 @@ static fn_status score_batch(void *ctx, const pass_rows *rows)
     const size_t at = s->n;
     memcpy(s->norms + at * s->num_blocks, r->norms, sizeof(float) * (size_t)r->n * s->num_blocks);
     score_input in = model_score_input(run->m, r, s->selected_block, run->o->react_clip,
-                                       &run->o->detect, run->fit);
+                                       (score_options){run->o->gen_gamma, run->o->gen_m}, run->fit);
     scores_pred(&in, s->pred + at);
     if (run->scratch)
         scores_derive(&in, run->scratch);
@@ -161,7 +161,7 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
         return fn_fail(FN_ERR_INVALID_ARG, "block %d: the model has %d blocks", o->block, m->net.n_blocks);
     if (o->react_clip < 0 || !isfinite(o->react_clip))
         return fn_fail(FN_ERR_INVALID_ARG, "react_clip must be positive and finite");
-    FN_TRY(scores_check_options(&o->detect));
+    FN_TRY(scores_check_options((score_options){o->gen_gamma, o->gen_m}));
     fn_scores *s = fn_calloc(1, sizeof *s);
     if (!s)
         return FN_ERR_NO_MEMORY;

@@ -36,7 +36,7 @@ static double row_max_sum(const float *l, int K, double *sum)
     return m;
 }
 
-static double msp_row(const float *l, int K, const fn_detector_options *o)
+static double msp_row(const float *l, int K, const score_options *o)
 {
     (void)o;
     double sum;
@@ -44,7 +44,7 @@ static double msp_row(const float *l, int K, const fn_detector_options *o)
     return 1.0 / sum;
 }
 
-static double maxlogit_row(const float *l, int K, const fn_detector_options *o)
+static double maxlogit_row(const float *l, int K, const score_options *o)
 {
     (void)o;
     double sum;
@@ -52,7 +52,7 @@ static double maxlogit_row(const float *l, int K, const fn_detector_options *o)
 }
 
 /* -E(x; T = 1) = logsumexp. */
-static double energy_row(const float *l, int K, const fn_detector_options *o)
+static double energy_row(const float *l, int K, const score_options *o)
 {
     (void)o;
     double sum, m = row_max_sum(l, K, &sum);
@@ -60,7 +60,7 @@ static double energy_row(const float *l, int K, const fn_detector_options *o)
 }
 
 /* -H(p) = sum p log p, with log p = l - logsumexp. */
-static double entropy_row(const float *l, int K, const fn_detector_options *o)
+static double entropy_row(const float *l, int K, const score_options *o)
 {
     (void)o;
     double sum, m = row_max_sum(l, K, &sum), lse = m + log(sum), v = 0;
@@ -85,7 +85,7 @@ static double sum_except(const float *l, int K, double m, double top)
  * The M largest are found value by value from the top (ties taken together),
  * O(M K) with no buffer; M is small (10 by default). 1 - p is summed from the
  * other classes: 1 - 1/sum would lose every digit when p is within 1e-12 of 1. */
-static double gen_row(const float *l, int K, const fn_detector_options *o)
+static double gen_row(const float *l, int K, const score_options *o)
 {
     const int M = o->gen_m < K ? o->gen_m : K;
     const double g = o->gen_gamma;
@@ -308,32 +308,19 @@ void scores_pred(const score_input *in, int *pred)
 
 /* ---- the public view of the table ------------------------------------------ */
 
-void fn_detector_options_init(fn_detector_options *o)
+/* 0 (a zeroed struct) reads as the papers' defaults. */
+score_options scores_resolve_options(score_options o)
 {
-    memset(o, 0, sizeof *o);
-    o->gen_gamma = 0.1f;
-    o->gen_m = 10;
+    return (score_options){.gen_gamma = o.gen_gamma != 0 ? o.gen_gamma : 0.1f,
+                           .gen_m = o.gen_m != 0 ? o.gen_m : 10};
 }
 
-fn_detector_options scores_resolve_options(const fn_detector_options *o)
+fn_status scores_check_options(score_options o)
 {
-    fn_detector_options r;
-    fn_detector_options_init(&r);
-    if (o && o->gen_gamma != 0)
-        r.gen_gamma = o->gen_gamma;
-    if (o && o->gen_m != 0)
-        r.gen_m = o->gen_m;
-    return r;
-}
-
-fn_status scores_check_options(const fn_detector_options *o)
-{
-    if (!o)
-        return FN_OK;
-    if (!(o->gen_gamma >= 0 && o->gen_gamma <= 1000))
-        return fn_fail(FN_ERR_INVALID_ARG, "GEN's gamma must be in (0, 1000]; it is %g", o->gen_gamma);
-    if (o->gen_m < 0)
-        return fn_fail(FN_ERR_INVALID_ARG, "GEN's M must be at least 1; it is %d", o->gen_m);
+    if (!(o.gen_gamma >= 0 && o.gen_gamma <= 1000))
+        return fn_fail(FN_ERR_INVALID_ARG, "GEN's gamma must be in (0, 1000]; it is %g", o.gen_gamma);
+    if (o.gen_m < 0)
+        return fn_fail(FN_ERR_INVALID_ARG, "GEN's M must be at least 1; it is %d", o.gen_m);
     return FN_OK;
 }
 

@@ -20,6 +20,12 @@ enum {
 
 struct fit_model;
 
+/* The detectors' hyperparameters (fn_run_options / fn_outputs gen_*). */
+typedef struct score_options {
+    float gen_gamma;
+    int gen_m;
+} score_options;
+
 typedef struct score_input {
     int n, num_blocks, num_classes;
     const float *norms;        /* n x num_blocks */
@@ -33,7 +39,7 @@ typedef struct score_input {
     float react_clip;          /* what react_logits were clipped at */
     const float *weight;       /* num_classes x feature_dim, with bias */
     const struct fit_model *fit; /* or NULL */
-    fn_detector_options opt;
+    score_options opt;
     /* "With the selected norm": the logits of f' = FN_selected * f / ||f||,
      * filled by scores_derive (NULL until then). */
     const float *logits_fn, *react_logits_fn;
@@ -48,7 +54,7 @@ typedef struct score_def {
     unsigned needs;
     /* A logit score: row(logits of one image) on the logits named by `logits`... */
     score_logits logits;
-    double (*row)(const float *l, int K, const fn_detector_options *o);
+    double (*row)(const float *l, int K, const score_options *o);
     /* ...or any other score: out gets n values. */
     void (*fn)(const score_input *in, float *out);
 } score_def;
@@ -66,9 +72,9 @@ size_t scores_scratch(const score_input *in);
 /* Fills in->logits_fn (and react_logits_fn) in scratch. */
 void scores_derive(score_input *in, float *scratch);
 /* The options with 0 (a zeroed struct) read as the defaults. */
-fn_detector_options scores_resolve_options(const fn_detector_options *o);
+score_options scores_resolve_options(score_options o);
 /* The hyperparameters in range (0: the default), or an error naming the one that is not. */
-fn_status scores_check_options(const fn_detector_options *o);
+fn_status scores_check_options(score_options o);
 /* argmax of each row of logits (the first on ties). */
 void scores_pred(const score_input *in, int *pred);
 

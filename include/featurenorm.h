@@ -154,14 +154,6 @@ FN_API const char *fn_score_title(int i); /* table row: "MSP" */
 FN_API const char *fn_score_needs(int i);
 FN_API int fn_score_find(const char *name); /* -1: none */
 
-/* Hyperparameters of the detectors, the papers' defaults from _init. */
-typedef struct fn_detector_options {
-    float gen_gamma; /* GEN's gamma (0.1) */
-    int gen_m;       /* GEN's M largest probabilities (10; at most the classes) */
-} fn_detector_options;
-
-FN_API void fn_detector_options_init(fn_detector_options *o);
-
 /* What one forward pass writes: any pointer may be NULL (not wanted). A model
  * runs one forward (or dataset pass) at a time. */
 typedef struct fn_outputs {
@@ -173,7 +165,8 @@ typedef struct fn_outputs {
     float *scores;       /* n x fn_score_count(); NaN where a score's needs are unmet */
     int block;           /* the block of fn_selected (-1: none) */
     float react_clip;    /* > 0: ReAct (Sun et al. 2021) clips the features here */
-    fn_detector_options detect; /* the scores' hyperparameters */
+    float gen_gamma;     /* GEN's gamma (0: the paper's 0.1) */
+    int gen_m;           /* GEN's M largest probabilities (0: 10; at most the classes) */
 } fn_outputs;
 
 FN_API void fn_outputs_init(fn_outputs *o); /* all NULL, block -1, no ReAct, default detectors */
@@ -244,7 +237,8 @@ typedef struct fn_run_options {
      * dataset order, equal to a one-process run; other ranks hold their share.
      * Select: every rank gets the same selection (sums added in rank order). */
     int rank, ranks;
-    fn_detector_options detect; /* the scores' hyperparameters */
+    float gen_gamma;       /* GEN's gamma (0: the paper's 0.1) */
+    int gen_m;             /* GEN's M largest probabilities (0: 10; at most the classes) */
     /* Deployment: with ood_score (a score name) fn_scores.ood flags each image
      * whose score is below ood_threshold (from fn_selection_calibrate). */
     const char *ood_score;
@@ -315,7 +309,7 @@ typedef struct fn_selection {
     double ood_tpr;
     float ood_threshold;
     size_t ood_images;
-    struct fn_fit *fit;      /* with fn_run_options.fit: the detectors' statistics, or NULL */
+    void *fit;               /* with fn_run_options.fit: the detectors' statistics, or NULL */
 } fn_selection;
 
 FN_API fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o,

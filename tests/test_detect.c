@@ -79,11 +79,10 @@ static void run_case(const char *dir, const char *name, const json *meta)
     const char *block_col = "block";
     REQUIRE_OK(fn_csv_read_columns(ref_csv, &block_col, 1, &want));
     backend_result r = {n, fnorms, flogits, ffeat, freact};
-    fn_detector_options opt;
-    fn_detector_options_init(&opt);
     fit_model *fit = fit_for(name, m);
     score_input in = model_score_input(m, &r, (int)want->values[0][0],
-                                       (float)json_get(meta, "react_clip")->number, &opt, fit);
+                                       (float)json_get(meta, "react_clip")->number,
+                                       (score_options){0}, fit);
     fn_columns_free(want);
     float *scratch = malloc(sizeof(float) * (scores_scratch(&in) + 1)), *got = malloc(sizeof(float) * n);
     REQUIRE(scratch && got);
@@ -121,8 +120,7 @@ static void run_case(const char *dir, const char *name, const json *meta)
 /* GEN's top M with ties, M above the classes, and -inf logits. */
 static void gen_edges(void)
 {
-    fn_detector_options o;
-    fn_detector_options_init(&o);
+    score_options o = scores_resolve_options((score_options){0});
     const float tied[4] = {1, 1, 1, 0};
     float out;
     double e1 = exp(1.0), z = 3 * e1 + 1, p = e1 / z, q = 1 / z;

@@ -19,10 +19,10 @@ static const cli_flag flags[] = {
 };
 
 /* The detectors' hyperparameters from their flags (the papers' defaults otherwise). */
-static int detector_flags(const cli_args *a, fn_detector_options *o)
+static int detector_flags(const cli_args *a, fn_run_options *o)
 {
-    double gamma = o->gen_gamma;
-    long m = o->gen_m;
+    double gamma = 0.1;
+    long m = 10;
     if (cli_float(a, "gen-gamma", &gamma) || cli_int(a, "gen-m", 1, 1 << 20, &m))
         return -1;
     if (!(gamma > 0 && gamma <= 1000)) {
@@ -48,7 +48,7 @@ int cmd_score(int argc, char **argv)
     fn_run_options ro;
     double clip = 0;
     if (cli_run_options(&a, &ro) || cli_float(&a, "react-clip", &clip) ||
-        detector_flags(&a, &ro.detect))
+        detector_flags(&a, &ro))
         return 2;
     const char *out = cli_get(&a, "out"), *npy = cli_get(&a, "npy");
     if (!out && !npy) {
