@@ -25,7 +25,8 @@ ls "$png" | grep -E '^[0-9]+_label[0-9]+\.png$' | sort | head -n $n | sed "s|^|$
   --block layer3.0 --react-clip 1.0 --out "$tmp/fn.csv" --quiet || fail "featurenorm score"
 "$py" "$src/scripts/detector_reference.py" real --data "$data" --limit $n --out "$tmp/ref.csv" \
   > /dev/null || fail "detector_reference.py"
-"$fn" info --scores | cut -f1 > "$tmp/names.txt"
+# the detectors fitted on training statistics are test_detect's (synthetic training sets)
+"$fn" info --scores | awk -F'\t' '$3 !~ /fit/ { print $1 }' > "$tmp/names.txt"
 
 /usr/bin/python3 - "$tmp" <<'PY' || exit 1
 import csv, os, sys
