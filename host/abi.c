@@ -27,7 +27,7 @@ typedef struct abi_struct {
              int *: "int", unsigned *: "enum", float *: "float", double *: "double",         \
              size_t *: "size_t", float **: "float*", int **: "int*", size_t **: "size_t*",   \
              double **: "double*", float ***: "float**", fn_metrics **: "fn_metrics*",       \
-             float(*)[3]: "float[3]", const volatile sig_atomic_t **: "void*")
+             float(*)[3]: "float[3]", const volatile sig_atomic_t **: "void*", void **: "void*")
 #define FIELD_AS(S, f, type) {#S, #f, type, offsetof(S, f), sizeof(((S *)0)->f)}
 #define FIELD(S, f) FIELD_AS(S, f, ABI_TYPE(&((S *)0)->f))
 /* uint64_t is size_t's type on LP64, so _Generic cannot tell them apart */
@@ -52,7 +52,8 @@ static const abi_field fields[] = {
 
     FIELD(fn_outputs, norms), FIELD(fn_outputs, logits), FIELD(fn_outputs, features),
     FIELD(fn_outputs, react_logits), FIELD(fn_outputs, pred), FIELD(fn_outputs, scores),
-    FIELD(fn_outputs, block), FIELD(fn_outputs, react_clip),
+    FIELD(fn_outputs, block), FIELD(fn_outputs, react_clip), FIELD(fn_outputs, gen_gamma),
+    FIELD(fn_outputs, gen_m),
 
     FIELD(fn_dataset_options, limit), FIELD(fn_dataset_options, every), FIELD(fn_dataset_options, labels),
 
@@ -61,18 +62,22 @@ static const abi_field fields[] = {
     FIELD(fn_run_options, block), FIELD(fn_run_options, react_clip), FIELD_U64(fn_run_options, seed),
     FIELD(fn_run_options, react_percentile), FIELD(fn_run_options, checkpoint),
     FIELD(fn_run_options, resume), FIELD(fn_run_options, checkpoint_every), FIELD(fn_run_options, cancel),
-    FIELD(fn_run_options, rank), FIELD(fn_run_options, ranks),
+    FIELD(fn_run_options, rank), FIELD(fn_run_options, ranks), FIELD(fn_run_options, gen_gamma),
+    FIELD(fn_run_options, gen_m), FIELD(fn_run_options, ood_score), FIELD(fn_run_options, ood_threshold),
+    FIELD(fn_run_options, fit), FIELD(fn_run_options, fit_path),
 
     FIELD(fn_scores, n), FIELD(fn_scores, num_blocks), FIELD(fn_scores, num_classes),
     FIELD(fn_scores, index), FIELD(fn_scores, label), FIELD(fn_scores, pred), FIELD(fn_scores, norms),
     FIELD(fn_scores, num_scores), FIELD(fn_scores, score_id), FIELD(fn_scores, scores),
-    FIELD(fn_scores, selected_block), FIELD(fn_scores, skipped),
+    FIELD(fn_scores, selected_block), FIELD(fn_scores, skipped), FIELD(fn_scores, ood),
 
     FIELD(fn_selection, num_blocks), FIELD(fn_selection, block_names), FIELD(fn_selection, selected),
     FIELD(fn_selection, norm_ratio), FIELD(fn_selection, mean_norm_id),
     FIELD(fn_selection, mean_norm_jigsaw), FIELD(fn_selection, images), FIELD(fn_selection, skipped),
     FIELD_U64(fn_selection, seed), FIELD(fn_selection, react_percentile),
-    FIELD(fn_selection, react_clip), FIELD(fn_selection, arch),
+    FIELD(fn_selection, react_clip), FIELD(fn_selection, arch), FIELD(fn_selection, data),
+    FIELD(fn_selection, ood_score), FIELD(fn_selection, ood_tpr), FIELD(fn_selection, ood_threshold),
+    FIELD(fn_selection, ood_images), FIELD(fn_selection, fit),
 
     FIELD(fn_mpi_info, rank), FIELD(fn_mpi_info, ranks), FIELD(fn_mpi_info, local_rank),
     FIELD(fn_mpi_info, local_ranks),
@@ -84,6 +89,7 @@ static const abi_field fields[] = {
     FIELD(fn_eval_result, num_scores), FIELD(fn_eval_result, num_sets), FIELD(fn_eval_result, scores),
     FIELD(fn_eval_result, titles), FIELD(fn_eval_result, sets), FIELD(fn_eval_result, metrics),
     FIELD(fn_eval_result, id_path), FIELD(fn_eval_result, n_id), FIELD(fn_eval_result, id_accuracy),
+    FIELD(fn_eval_result, convention),
 
     FIELD(fn_columns, rows), FIELD(fn_columns, count), FIELD(fn_columns, names),
     FIELD(fn_columns, values),

@@ -103,6 +103,17 @@ fn_status fn_eval_files(const char *id_csv, int n_sets, const char *const *set_n
                         const char *const *set_csvs, const char *const *scores, int n_scores,
                         fn_eval_result **out)
 {
+    return fn_eval_files_as(FN_EVAL_PAPER, id_csv, n_sets, set_names, set_csvs, scores, n_scores, out);
+}
+
+fn_status fn_eval_files_as(fn_eval_convention c, const char *id_csv, int n_sets,
+                           const char *const *set_names, const char *const *set_csvs,
+                           const char *const *scores, int n_scores, fn_eval_result **out)
+{
+    if (out)
+        *out = NULL;
+    if (!fn_eval_convention_name(c))
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_eval_files_as: unknown convention %d", (int)c);
     if (out)
         *out = NULL;
     if (!id_csv || n_sets < 1 || !set_names || !set_csvs || n_scores < 0 || (n_scores && !scores) || !out)
@@ -121,7 +132,7 @@ fn_status fn_eval_files(const char *id_csv, int n_sets, const char *const *set_n
     if (s == FN_OK && n == 0)
         s = fn_fail(FN_ERR_NOT_FOUND, "%s: no score columns", id_csv);
     if (s == FN_OK) {
-        e->num_scores = n, e->num_sets = n_sets;
+        e->num_scores = n, e->num_sets = n_sets, e->convention = c;
         e->scores = fn_calloc((size_t)n, sizeof *e->scores);
         e->titles = fn_calloc((size_t)n, sizeof *e->titles);
         e->sets = fn_calloc((size_t)n_sets, sizeof *e->sets);
@@ -141,8 +152,8 @@ fn_status fn_eval_files(const char *id_csv, int n_sets, const char *const *set_n
             s = fn_csv_read_columns(set_csvs[k], (const char *const *)e->scores, n, &ood);
         for (int j = 0; s == FN_OK && j < n; j++) {
             fn_metrics *m = &e->metrics[(size_t)j * (n_sets + 1) + k];
-            s = fn_metrics_compute(id->values[column_of(id, e->scores[j])], id->rows,
-                                   ood->values[column_of(ood, e->scores[j])], ood->rows, m);
+            s = fn_metrics_compute_as(c, id->values[column_of(id, e->scores[j])], id->rows,
+                                      ood->values[column_of(ood, e->scores[j])], ood->rows, m);
             if (s != FN_OK)
                 s = fn_fail(s, "%s against %s (%s), column %s: %s", id_csv, set_csvs[k],
                             set_names[k], e->scores[j], fn_last_error());
@@ -181,7 +192,10 @@ static const fn_metrics *cell(const fn_eval_result *e, int score, int set)
 
 static void markdown_table(FILE *f, const fn_eval_result *e, int aupr)
 {
-    fprintf(f, "| %s |", aupr ? "AUPR-In / AUPR-Out (%)" : "FPR95 / AUROC (%)");
+    const int openood = e->convention == FN_EVAL_OPENOOD;
+    fprintf(f, "| %s |", aupr ? "AUPR-In / AUPR-Out (%)"
+                         : openood ? "FPR@95 (OOD positive, OpenOOD) / AUROC (%)"
+                                   : "FPR95 (ID positive, paper) / AUROC (%)");
     for (int k = 0; k < e->num_sets; k++)
         fprintf(f, " %s |", e->sets[k]);
     fprintf(f, " Average |\n|---|");
@@ -205,6 +219,9 @@ static void put_markdown(FILE *f, const fn_eval_result *e)
     fputc('\n', f);
     markdown_table(f, e, 1);
     fprintf(f, "\nID: %s, %zu images", e->id_path, e->n_id);
+    fprintf(f, "; convention: %s", e->convention == FN_EVAL_OPENOOD
+                                       ? "openood (OOD positive: FPR@95 = ID rejected at 95% of OOD caught)"
+                                       : "paper (ID positive: FPR95 = OOD accepted at 95% of ID kept)");
     if (!isnan(e->id_accuracy))
         fprintf(f, ", accuracy %.2f%%", 100 * e->id_accuracy);
     fputc('\n', f);
@@ -218,7 +235,7 @@ static void json_metrics(FILE *f, const fn_metrics *m)
 
 static void put_json(FILE *f, const fn_eval_result *e)
 {
-    fputs("{\"id\": ", f);
+    fprintf(f, "{\"convention\": \"%s\", \"id\": ", fn_eval_convention_name(e->convention));
     json_write_string(f, e->id_path);
     fprintf(f, ", \"n_id\": %zu, \"id_accuracy\": ", e->n_id);
     if (isnan(e->id_accuracy))
@@ -260,15 +277,15 @@ static void csv_put(FILE *f, const char *v)
 
 static void put_csv(FILE *f, const fn_eval_result *e)
 {
-    fputs("score,ood,fpr95,auroc,aupr_in,aupr_out,n_id,n_ood\n", f);
+    fputs("score,ood,fpr95,auroc,aupr_in,aupr_out,n_id,n_ood,convention\n", f);
     for (int j = 0; j < e->num_scores; j++)
         for (int k = 0; k <= e->num_sets; k++) {
             const fn_metrics *m = cell(e, j, k);
             csv_put(f, e->scores[j]);
             fputc(',', f);
             csv_put(f, k < e->num_sets ? e->sets[k] : "average");
-            fprintf(f, ",%.9g,%.9g,%.9g,%.9g,%zu,%zu\n", m->fpr95, m->auroc, m->aupr_in,
-                    m->aupr_out, e->n_id, m->n_ood);
+            fprintf(f, ",%.9g,%.9g,%.9g,%.9g,%zu,%zu,%s\n", m->fpr95, m->auroc, m->aupr_in,
+                    m->aupr_out, e->n_id, m->n_ood, fn_eval_convention_name(e->convention));
         }
 }
 

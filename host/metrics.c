@@ -125,3 +125,39 @@ fn_status fn_metrics_compute(const float *id, size_t n_id, const float *ood, siz
     out->n_ood = n_ood;
     return FN_OK;
 }
+
+/* OpenOOD's convention: OOD is the positive class, ranked by -score. Its FPR@95
+ * is the fraction of ID images flagged as OOD at the first threshold that
+ * catches 95 % of OOD: the ID-positive FPR95 of the negated scores with the
+ * roles swapped. AUROC is the same either way; the AUPRs keep their names
+ * (In: ID positive), each still average precision. */
+fn_status fn_metrics_compute_as(fn_eval_convention c, const float *id, size_t n_id, const float *ood,
+                                size_t n_ood, fn_metrics *out)
+{
+    if (c == FN_EVAL_PAPER)
+        return fn_metrics_compute(id, n_id, ood, n_ood, out);
+    if (c != FN_EVAL_OPENOOD)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_metrics_compute_as: unknown convention %d", (int)c);
+    if (!out || (n_id && !id) || (n_ood && !ood) || n_id == 0 || n_ood == 0)
+        return fn_metrics_compute(id, n_id, ood, n_ood, out); /* its messages */
+    FN_TRY(check_no_nan(id, n_id, "ID"));
+    FN_TRY(check_no_nan(ood, n_ood, "OOD"));
+    float *neg_id = sorted_copy(id, n_id), *neg_ood = neg_id ? sorted_copy(ood, n_ood) : NULL;
+    fn_status s = neg_ood ? FN_OK : FN_ERR_NO_MEMORY;
+    for (size_t i = 0; s == FN_OK && i < n_id; i++)
+        neg_id[i] = -neg_id[i];
+    for (size_t j = 0; s == FN_OK && j < n_ood; j++)
+        neg_ood[j] = -neg_ood[j];
+    fn_metrics m;
+    if (s == FN_OK && (s = fn_metrics_compute(neg_ood, n_ood, neg_id, n_id, &m)) == FN_OK)
+        *out = (fn_metrics){.auroc = m.auroc, .fpr95 = m.fpr95, .aupr_in = m.aupr_out,
+                            .aupr_out = m.aupr_in, .threshold = -m.threshold, .n_id = n_id,
+                            .n_ood = n_ood};
+    free(neg_id), free(neg_ood);
+    return s;
+}
+
+const char *fn_eval_convention_name(fn_eval_convention c)
+{
+    return c == FN_EVAL_PAPER ? "paper" : c == FN_EVAL_OPENOOD ? "openood" : NULL;
+}

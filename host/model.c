@@ -209,11 +209,35 @@ void fn_outputs_init(fn_outputs *o)
     o->block = -1;
 }
 
-/* Rows of a collected batch into the caller's outputs; scores from the table. */
-static void deliver(const fn_model *m, const backend_result *r, const fn_outputs *out)
+score_input model_score_input(const fn_model *m, const backend_result *r, int block,
+                              float react_clip, score_options opt,
+                              const struct fit_model *fit)
+{
+    const net *nt = &m->net;
+    const net_op *head = &nt->ops[nt->last_linear];
+    const int plain = head->act == ACT_NONE; /* W f + b, not act(W f + b) */
+    score_input in = {.n = r->n, .num_blocks = nt->n_blocks, .num_classes = nt->num_classes,
+                      .norms = r->norms, .logits = r->logits, .react_logits = r->react_logits,
+                      .block = block, .feature_dim = nt->feature_dim, .features = r->features,
+                      .bias = plain ? head->b : NULL, .weight = plain ? head->w : NULL,
+                      .react_clip = react_clip, .fit = fit, .opt = scores_resolve_options(opt)};
+    return in;
+}
+
+/* Rows of a collected batch into the caller's outputs; scores from the table.
+ * The buffers come first, so the outputs are written whole or not at all. */
+static fn_status deliver(const fn_model *m, const backend_result *r, const fn_outputs *out)
 {
     const net *nt = &m->net;
     const size_t n = (size_t)r->n;
+    score_input in = model_score_input(m, r, out->block, out->react_clip, (score_options){out->gen_gamma, out->gen_m}, NULL);
+    const size_t need = out->scores ? scores_scratch(&in) : 0;
+    float *column = out->scores ? malloc(sizeof(float) * n) : NULL;
+    float *scratch = need ? malloc(sizeof(float) * need) : NULL;
+    if ((out->scores && !column) || (need && !scratch)) {
+        free(column), free(scratch);
+        return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the scores of %zu images", n);
+    }
     if (out->norms)
         memcpy(out->norms, r->norms, sizeof(float) * n * nt->n_blocks);
     if (out->logits)
@@ -222,26 +246,20 @@ static void deliver(const fn_model *m, const backend_result *r, const fn_outputs
         memcpy(out->features, r->features, sizeof(float) * n * nt->feature_dim);
     if (out->react_logits)
         memcpy(out->react_logits, r->react_logits, sizeof(float) * n * nt->num_classes);
-    score_input in = {r->n, nt->n_blocks, nt->num_classes, r->norms, r->logits, r->react_logits,
-                      out->block};
     if (out->pred)
         scores_pred(&in, out->pred);
+    if (need)
+        scores_derive(&in, scratch);
     const int S = scores_count();
-    float column[256];
-    for (int j = 0; out->scores && j < S; j++)
-        for (int i0 = 0; i0 < r->n; i0 += 256) { /* scores are written by rows */
-            score_input part = in;
-            part.n = r->n - i0 < 256 ? r->n - i0 : 256;
-            part.norms += (size_t)i0 * nt->n_blocks;
-            part.logits += (size_t)i0 * nt->num_classes;
-            if (part.react_logits)
-                part.react_logits += (size_t)i0 * nt->num_classes;
-            int ok = scores_available(j, &part);
-            if (ok)
-                scores_at(j)->fn(&part, column);
-            for (int i = 0; i < part.n; i++)
-                out->scores[(size_t)(i0 + i) * S + j] = ok ? column[i] : NAN;
-        }
+    for (int j = 0; out->scores && j < S; j++) {
+        int ok = scores_available(j, &in);
+        if (ok)
+            scores_compute(j, &in, column);
+        for (size_t i = 0; i < n; i++)
+            out->scores[i * S + j] = ok ? column[i] : NAN;
+    }
+    free(column), free(scratch);
+    return FN_OK;
 }
 
 static fn_status forward(fn_model *m, int n, const float *x, const uint8_t *x_u8, fn_outputs *out)
@@ -261,14 +279,14 @@ static fn_status forward(fn_model *m, int n, const float *x, const uint8_t *x_u8
     if (out->block < -1 || out->block >= m->net.n_blocks)
         return fn_fail(FN_ERR_INVALID_ARG, "block %d: the model has %d blocks", out->block,
                        m->net.n_blocks);
+    FN_TRY(scores_check_options((score_options){out->gen_gamma, out->gen_m}));
     if (x_u8) /* the slot's buffer is where decoded batches land; copy the caller's there */
         memcpy(m->be->input(m->be, 0), x_u8, (size_t)n * m->net.input_size * m->net.input_size * 3);
     backend_request rq = {n, x, out->react_clip};
     backend_result r;
     FN_TRY(m->be->submit(m->be, 0, &rq));
     FN_TRY(m->be->collect(m->be, 0, &r));
-    deliver(m, &r, out);
-    return FN_OK;
+    return deliver(m, &r, out);
 }
 fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out)
 {

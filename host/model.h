@@ -6,6 +6,7 @@
 
 #include "backend.h"
 #include "net.h"
+#include "scores.h"
 
 struct fn_model {
     net net;
@@ -21,5 +22,12 @@ struct fn_model {
 /* The most threads a model or a decode pool may use: 4 per core, at most
  * 256 (more only adds switching; 4096 on 2 cores never finished). */
 int model_thread_limit(void);
+
+/* What the score table reads from a collected batch: its rows, the last
+ * layer (when the logits are W f + b), the hyperparameters and the
+ * detectors' training statistics (or NULL). */
+score_input model_score_input(const fn_model *m, const backend_result *r, int block,
+                              float react_clip, score_options opt,
+                              const struct fit_model *fit);
 
 #endif

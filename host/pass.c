@@ -80,6 +80,9 @@ static ckpt_key run_key(const fn_model *m, const fn_dataset *d, const fn_run_opt
         float react_clip, react_percentile, mean[3], std[3];
         uint64_t seed;
         int rank, ranks;
+        int fit, gen_m;      /* the detectors: what select gathers, what score computes */
+        float gen_gamma;
+        uint64_t fit_path;
     } opt;
     memset(&opt, 0, sizeof opt);
     snprintf(opt.kind, sizeof opt.kind, "%s", kind);
@@ -92,6 +95,8 @@ static ckpt_key run_key(const fn_model *m, const fn_dataset *d, const fn_run_opt
     memcpy(opt.std, m->net.std, sizeof opt.std);
     opt.seed = o->seed;
     opt.rank = o->ranks > 1 ? o->rank : 0, opt.ranks = o->ranks > 1 ? o->ranks : 1;
+    opt.fit = o->fit, opt.gen_m = o->gen_m, opt.gen_gamma = o->gen_gamma;
+    opt.fit_path = o->fit_path ? hash_bytes(0, o->fit_path, strlen(o->fit_path)) : 0;
     k.options = hash_bytes(0, &opt, sizeof opt);
     return k;
 }

@@ -276,13 +276,13 @@ static void format_shape(char *buf, size_t len, int ndim, const int64_t *shape)
         snprintf(buf + o, len - o, "]");
 }
 
-fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_t *shape,
-                      float *dst)
+/* Tensor `name`, which must have exactly this shape; hint follows "missing". */
+static fn_status find_shaped(const st_file *f, const char *name, int ndim, const int64_t *shape,
+                             const char *hint, const st_tensor **out)
 {
     const st_tensor *t = st_find(f, name);
     if (!t)
-        return fn_fail(FN_ERR_NOT_FOUND, "%s: missing tensor '%s' (is this the right --arch?)",
-                       f->path, name);
+        return fn_fail(FN_ERR_NOT_FOUND, "%s: missing tensor '%s'%s", f->path, name, hint);
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++)
         same = t->shape[i] == shape[i];
@@ -293,6 +293,15 @@ fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_
         return fn_fail(FN_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", f->path, name,
                        got, want);
     }
+    *out = t;
+    return FN_OK;
+}
+
+fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_t *shape,
+                      float *dst)
+{
+    const st_tensor *t;
+    FN_TRY(find_shaped(f, name, ndim, shape, " (is this the right --arch?)", &t));
     const unsigned char *src = f->data + t->begin;
     size_t n = (t->end - t->begin) / dtype_size(t->dtype);
     /* Element-wise copies through memcpy: the data section has no alignment promise. */
@@ -319,6 +328,24 @@ fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_
         return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' has dtype %s; expected F32, F16, BF16 or F64",
                        f->path, name, st_dtype_name(t->dtype));
     }
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(dst[i]))
+            return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at element %zu",
+                           f->path, name, i);
+    f->read[t - f->tensors] = 1;
+    return FN_OK;
+}
+
+fn_status st_read_f64(const st_file *f, const char *name, int ndim, const int64_t *shape,
+                      double *dst)
+{
+    const st_tensor *t;
+    FN_TRY(find_shaped(f, name, ndim, shape, "", &t));
+    if (t->dtype != ST_F64)
+        return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' has dtype %s; expected F64", f->path, name,
+                       st_dtype_name(t->dtype));
+    size_t n = (t->end - t->begin) / 8;
+    memcpy(dst, f->data + t->begin, n * 8);
     for (size_t i = 0; i < n; i++)
         if (!isfinite(dst[i]))
             return fn_fail(FN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at element %zu",

@@ -42,4 +42,8 @@ int st_was_read(const st_file *f, int i);
 fn_status st_read_f32(const st_file *f, const char *name, int ndim, const int64_t *shape,
                       float *dst);
 
+/* The same for an F64 tensor, exactly (the fit statistics). */
+fn_status st_read_f64(const st_file *f, const char *name, int ndim, const int64_t *shape,
+                      double *dst);
+
 #endif

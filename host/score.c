@@ -8,19 +8,21 @@
 
 #include "dataset.h"
 #include "dist.h"
+#include "fit.h"
 #include "error.h"
 #include "model.h"
 #include "npy.h"
 #include "outfile.h"
 #include "pass.h"
 #include "scores.h"
+#include "threshold.h"
 
 void fn_scores_free(fn_scores *s)
 {
     if (!s)
         return;
     free(s->index), free(s->label), free(s->pred), free(s->norms);
-    free(s->score_id), free(s->scores);
+    free(s->score_id), free(s->scores), free(s->ood);
     free(s);
 }
 
@@ -35,15 +37,40 @@ const float *fn_scores_column(const fn_scores *s, const char *name)
 typedef struct score_run {
     fn_scores *s;
     const fn_dataset *d;
+    const fn_model *m;
+    const fn_run_options *o;
     size_t cap;         /* rows allocated: score column j starts at scores + j * cap */
+    float *scratch;     /* the "selected norm" logits of a batch, or NULL */
+    fit_model *fit;     /* from o->fit_path, or NULL */
 } score_run;
 
-/* The table's scores this run can compute, in table order. */
-static fn_status alloc_scores(fn_scores *s, size_t cap, int react)
+/* The detectors' statistics from a fit file, for this model. */
+static fn_status load_fit(const fn_model *m, const char *path, fit_model **out)
 {
+    const net_op *head = &m->net.ops[m->net.last_linear];
+    if (head->act != ACT_NONE || !head->w)
+        return fn_fail(FN_ERR_INVALID_ARG, "%s: the detectors need a last layer W f + b", path);
+    fit_stats *f;
+    FN_TRY(fit_read(path, m->net.num_classes, m->net.feature_dim, &f));
+    fn_status s = fit_model_make(f, head->w, path, out);
+    fit_free(f);
+    return s;
+}
+
+/* The table's scores this run can compute, in table order, and the room for
+ * a batch of the "selected norm" logits. */
+static fn_status alloc_scores(score_run *run, size_t cap, int batch)
+{
+    fn_scores *s = run->s;
     float dummy = 0;
-    score_input can = {0, s->num_blocks, s->num_classes, NULL, NULL, react ? &dummy : NULL,
-                       s->selected_block};
+    backend_result probe = {batch, &dummy, &dummy, &dummy, run->o->react_clip > 0 ? &dummy : NULL};
+    if (run->o->fit_path)
+        FN_TRY(load_fit(run->m, run->o->fit_path, &run->fit));
+    score_input can = model_score_input(run->m, &probe, s->selected_block, run->o->react_clip,
+                                        (score_options){run->o->gen_gamma, run->o->gen_m}, run->fit);
+    const size_t need = scores_scratch(&can);
+    if (need && !(run->scratch = malloc(sizeof(float) * need)))
+        return fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the scores of a batch");
     s->score_id = malloc(sizeof *s->score_id * (size_t)scores_count());
     for (int i = 0; s->score_id && i < scores_count(); i++)
         if (scores_available(i, &can))
@@ -65,11 +92,13 @@ static fn_status score_batch(void *ctx, const pass_rows *rows)
     const backend_result *r = &rows->r;
     const size_t at = s->n;
     memcpy(s->norms + at * s->num_blocks, r->norms, sizeof(float) * (size_t)r->n * s->num_blocks);
-    score_input in = {r->n, s->num_blocks, s->num_classes, r->norms, r->logits, r->react_logits,
-                      s->selected_block};
+    score_input in = model_score_input(run->m, r, s->selected_block, run->o->react_clip,
+                                       (score_options){run->o->gen_gamma, run->o->gen_m}, run->fit);
     scores_pred(&in, s->pred + at);
+    if (run->scratch)
+        scores_derive(&in, run->scratch);
     for (int j = 0; j < s->num_scores; j++)
-        scores_at(s->score_id[j])->fn(&in, s->scores + (size_t)j * run->cap + at);
+        scores_compute(s->score_id[j], &in, s->scores + (size_t)j * run->cap + at);
     for (int i = 0; i < rows->n; i++) {
         s->index[at + i] = rows->index[i];
         s->label[at + i] = run->d->items[rows->index[i]].label;
@@ -132,14 +161,15 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
         return fn_fail(FN_ERR_INVALID_ARG, "block %d: the model has %d blocks", o->block, m->net.n_blocks);
     if (o->react_clip < 0 || !isfinite(o->react_clip))
         return fn_fail(FN_ERR_INVALID_ARG, "react_clip must be positive and finite");
+    FN_TRY(scores_check_options((score_options){o->gen_gamma, o->gen_m}));
     fn_scores *s = fn_calloc(1, sizeof *s);
     if (!s)
         return FN_ERR_NO_MEMORY;
     s->num_blocks = m->net.n_blocks;
     s->num_classes = m->net.num_classes;
     s->selected_block = o->block;
-    score_run run = {s, d, d->n};
-    fn_status st = alloc_scores(s, d->n, o->react_clip > 0);
+    score_run run = {s, d, m, o, d->n, NULL, NULL};
+    fn_status st = alloc_scores(&run, d->n, ps.batch);
     const int ranks = o->ranks > 1 ? o->ranks : 1;
     pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};
     dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
@@ -153,6 +183,8 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
         s->n = total;
     if (st == FN_OK && total == 0)
         st = fn_fail(FN_ERR_EMPTY, "%s: none of the %zu images could be read", d->source, d->n);
+    free(run.scratch);
+    fit_model_free(run.fit);
     if (st != FN_OK) {
         fn_scores_free(s);
         return st;
@@ -160,6 +192,10 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->skipped = stats.skipped;
     for (int j = 1; j < s->num_scores && s->n < run.cap; j++) /* columns of n rows, packed */
         memmove(s->scores + (size_t)j * s->n, s->scores + (size_t)j * run.cap, sizeof(float) * s->n);
+    if (o->ood_score && (st = threshold_flag(s, o->ood_score, o->ood_threshold)) != FN_OK) {
+        fn_scores_free(s);
+        return st;
+    }
     *out = s;
     return FN_OK;
 }
@@ -190,7 +226,7 @@ static void put_csv(FILE *f, const fn_scores *s, const fn_model *m, const fn_dat
         fprintf(f, ",fn.%s", fn_model_block_name(m, b));
     for (int j = 0; j < s->num_scores; j++)
         fprintf(f, ",%s", fn_score_name(s->score_id[j]));
-    fputc('\n', f);
+    fputs(s->ood ? ",ood\n" : "\n", f);
     for (size_t i = 0; i < s->n; i++) {
         csv_field(f, d->items[s->index[i]].name);
         if (labels)
@@ -200,6 +236,8 @@ static void put_csv(FILE *f, const fn_scores *s, const fn_model *m, const fn_dat
             fprintf(f, ",%.9g", s->norms[i * (size_t)s->num_blocks + b]);
         for (int j = 0; j < s->num_scores; j++)
             fprintf(f, ",%.9g", s->scores[(size_t)j * s->n + i]);
+        if (s->ood)
+            fprintf(f, ",%d", s->ood[i]);
         fputc('\n', f);
     }
 }

@@ -15,6 +15,7 @@
 
 #include "dataset.h"
 #include "dist.h"
+#include "fit.h"
 #include "error.h"
 #include "json.h"
 #include "model.h"
@@ -72,7 +73,8 @@ void fn_selection_free(fn_selection *s)
         free(s->block_names[b]);
     free(s->block_names);
     free(s->norm_ratio), free(s->mean_norm_id), free(s->mean_norm_jigsaw);
-    free(s->arch);
+    free(s->arch), free(s->data), free(s->ood_score);
+    fit_free((fit_stats *)s->fit);
     free(s);
 }
 
@@ -110,10 +112,32 @@ static int argmax(const double *v, int n)
 
 typedef struct select_run {
     fn_selection *sel;
+    const fn_dataset *d;
+    fit_stats *fit;  /* or NULL */
+    int *label;      /* a batch's labels, for fit */
     size_t *valid;   /* per block: images whose Jigsaw norm was positive */
     reservoir res;
     int B, D;
 } select_run;
+
+/* The ID half's features into the detectors' sums, by label (the prediction
+ * where the data has none). */
+static void fit_batch(select_run *run, const pass_rows *rows)
+{
+    const int K = run->fit->K;
+    for (int i = 0; i < rows->n; i++) {
+        int y = run->d->items[rows->index[i]].label;
+        if (y < 0 || y >= K) {
+            const float *l = rows->r.logits + (size_t)i * K;
+            y = 0;
+            for (int k = 1; k < K; k++)
+                if (l[k] > l[y])
+                    y = k;
+        }
+        run->label[i] = y;
+    }
+    fit_add(run->fit, rows->r.features, run->label, rows->n);
+}
 
 static fn_status select_batch(void *ctx, const pass_rows *rows)
 {
@@ -132,6 +156,8 @@ static fn_status select_batch(void *ctx, const pass_rows *rows)
             }
         }
     reservoir_add(&run->res, rows->r.features, (size_t)n * run->D); /* the ID half only */
+    if (run->fit)
+        fit_batch(run, rows);
     sel->images += (size_t)n;
     return FN_OK;
 }
@@ -153,6 +179,8 @@ static fn_status select_state(select_run *run, bytes *b, int load)
     if (b->bad || run->res.n > RESERVOIR)
         return fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run");
     bytes_io(b, run->res.v, sizeof(float) * run->res.n, load);
+    if (run->fit)
+        fit_state(run->fit, b, load);
     return b->bad || (load && b->at != b->len)
                ? fn_fail(FN_ERR_FORMAT, "checkpoint: the sums do not fit this run")
                : FN_OK;
@@ -192,6 +220,8 @@ static fn_status reduce(select_run *run, pass_stats *stats, int rank, int ranks)
             run->res.v = bigger;
     }
     st = dist_agree(st, ranks);
+    if (st == FN_OK && run->fit)
+        st = fit_reduce(run->fit, ranks);
     if (st == FN_OK)
         st = dist_gather_rows(run->res.v, sizeof(float), run->res.n, rank == 0 ? all : 0, &total, ranks);
     if (st == FN_OK && rank == 0)
@@ -214,12 +244,15 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
         return FN_ERR_NO_MEMORY;
     sel->seed = o->seed;
     sel->react_percentile = o->react_percentile;
-    select_run run = {sel, calloc((size_t)B, sizeof(size_t)),
+    select_run run = {sel, d, NULL, NULL, calloc((size_t)B, sizeof(size_t)),
                       {malloc(sizeof(float) * RESERVOIR), 0, 0,
                        o->seed * 2654435761u + 88172645463325252ull},
                       B, m->net.feature_dim};
     fn_status st = FN_OK;
     if (!run.valid || !run.res.v)
+        st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
+    if (st == FN_OK && o->fit && (st = fit_create(m->net.num_classes, run.D, &run.fit)) == FN_OK &&
+        !(run.label = malloc(sizeof(int) * (size_t)ps.batch)))
         st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
     const int ranks = o->ranks > 1 ? o->ranks : 1;
     pass_spec spec = {2, o->seed, 0, 0, 0, "select", select_batch, select_save, select_load, &run};
@@ -242,12 +275,21 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
         if (o->rank <= 0 || ranks == 1)
             sel->react_clip = percentile(run.res.v, run.res.n, o->react_percentile);
         dist_share(&sel->react_clip, sizeof sel->react_clip, ranks); /* rank 0's, everywhere */
+        sel->fit = (struct fn_fit *)run.fit, run.fit = NULL;
         *out = sel;
     } else {
         fn_selection_free(sel);
     }
-    free(run.valid), free(run.res.v);
+    free(run.valid), free(run.res.v), free(run.label);
+    fit_free(run.fit);
     return st;
+}
+
+fn_status fn_fit_write(const fn_selection *s, const char *path)
+{
+    if (!s || !s->fit || !path)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_fit_write: no statistics (select with fit = 1) or no path");
+    return fit_write((const fit_stats *)s->fit, path);
 }
 
 /* ---- selection.json ------------------------------------------------------- */
@@ -266,13 +308,19 @@ fn_status fn_selection_write_json(const fn_selection *s, const fn_model *m, cons
             m->net.input_size, m->net.mean[0], m->net.mean[1], m->net.mean[2], m->net.std[0],
             m->net.std[1], m->net.std[2]);
     fputs("  \"data\": ", f);
-    json_write_string(f, data_path ? data_path : "");
+    json_write_string(f, data_path ? data_path : s->data ? s->data : "");
     fprintf(f, ",\n  \"images\": %zu,\n  \"skipped\": %zu,\n  \"seed\": %llu,\n", s->images, s->skipped,
             (unsigned long long)s->seed);
     fputs("  \"selected\": ", f);
     json_write_string(f, s->block_names[s->selected]);
     fprintf(f, ",\n  \"selected_index\": %d,\n", s->selected);
     fprintf(f, "  \"react\": {\"percentile\": %.9g, \"clip\": %.9g},\n", s->react_percentile, s->react_clip);
+    if (s->ood_score) { /* fn_selection_calibrate's */
+        fputs("  \"threshold\": {\"score\": ", f);
+        json_write_string(f, s->ood_score);
+        fprintf(f, ", \"tpr\": %.17g, \"value\": %.9g, \"images\": %zu},\n", s->ood_tpr,
+                s->ood_threshold, s->ood_images);
+    }
     fputs("  \"blocks\": [\n", f);
     for (int b = 0; b < s->num_blocks; b++) {
         int c, h, w;
@@ -303,6 +351,30 @@ static fn_status number(const char *path, const json *obj, const char *key, doub
         return fn_fail(FN_ERR_FORMAT, "%s: \"%s\" must be a %s from %.17g to %.17g", path, key,
                        whole ? "whole number" : "finite number", lo, hi);
     *out = v->number;
+    return FN_OK;
+}
+
+/* The data path and the deployment threshold, when the file has them. */
+static fn_status read_extras(const char *path, const json *root, fn_selection *s)
+{
+    const json *data = json_get(root, "data"), *t = json_get(root, "threshold");
+    if (data && data->type == JSON_STRING && data->string[0] && !(s->data = fn_strdup(data->string)))
+        return FN_ERR_NO_MEMORY;
+    if (!t)
+        return FN_OK;
+    const json *score = json_get(t, "score");
+    if (!score || score->type != JSON_STRING || fn_score_find(score->string) < 0)
+        return fn_fail(FN_ERR_FORMAT, "%s: threshold.score must name a score of `featurenorm info "
+                       "--scores`", path);
+    double tpr, value, images;
+    FN_TRY(number(path, t, "tpr", DBL_MIN, 1, 0, -1, &tpr));
+    FN_TRY(number(path, t, "value", -FLT_MAX, FLT_MAX, 0, NAN, &value));
+    FN_TRY(number(path, t, "images", 1, 9007199254740992.0, 1, -1, &images));
+    if (tpr < 0 || isnan(value) || images < 0)
+        return fn_fail(FN_ERR_FORMAT, "%s: threshold needs tpr, value and images", path);
+    if (!(s->ood_score = fn_strdup(score->string)))
+        return FN_ERR_NO_MEMORY;
+    s->ood_tpr = tpr, s->ood_threshold = (float)value, s->ood_images = (size_t)images;
     return FN_OK;
 }
 
@@ -360,6 +432,8 @@ fn_status fn_selection_read_json(const char *path, const fn_model *m, fn_selecti
                (st = number(path, root, "seed", 0, 18446744073709549568.0, 1, 0, &seed)) ||
                (st = number(path, react, "percentile", 0, 100, 0, 0, &percentile)) ||
                (st = number(path, react, "clip", 0, FLT_MAX, 0, 0, &clip)));
+    if (st == FN_OK)
+        st = read_extras(path, root, s);
     if (st == FN_OK) {
         s->images = (size_t)images;
         s->skipped = (size_t)skipped;

@@ -137,11 +137,21 @@ FN_API int fn_model_find_block(const fn_model *m, const char *name);  /* -1: non
  *   maxlogit      max logit
  *   energy        logsumexp of the logits (-Energy at T = 1)
  *   react_energy  energy of the logits of features clipped at react_clip (ReAct)
+ *   entropy       -H(softmax), sum p log p
+ *   gen           GEN (Liu et al. 2023): -sum of p^g (1-p)^g over the M largest p
+ *   gradnorm      GradNorm (Huang et al. 2021), closed form: sum|p - 1/K| * ||f||_1
+ *   mahalanobis   Mahalanobis to the nearest class mean, shared covariance (needs a fit)
+ *   fdbd          fDBD (Liu & Qin 2024): distance to the decision boundaries (needs a fit)
+ *   <logit score>_fn  "with the selected norm": the same score of the logits
+ *                 W f' + b of f' = FN(selected block) * f / ||f|| (needs a block)
  * The CSV columns, eval's rows and scripts/reproduce all follow this table. */
 FN_API int fn_score_count(void);
 FN_API const char *fn_score_name(int i);  /* CSV column: "msp" */
 FN_API const char *fn_score_title(int i); /* table row: "MSP" */
-FN_API const char *fn_score_needs(int i); /* "logits", "block" or "react" */
+/* "logits", or what else it needs joined by '+': "block", "react", "features"
+ * (the penultimate features and a last layer W f + b), "fit" (the training
+ * statistics of fn_run_options.fit_path), e.g. "block+features". */
+FN_API const char *fn_score_needs(int i);
 FN_API int fn_score_find(const char *name); /* -1: none */
 
 /* What one forward pass writes: any pointer may be NULL (not wanted). A model
@@ -155,9 +165,11 @@ typedef struct fn_outputs {
     float *scores;       /* n x fn_score_count(); NaN where a score's needs are unmet */
     int block;           /* the block of fn_selected (-1: none) */
     float react_clip;    /* > 0: ReAct (Sun et al. 2021) clips the features here */
+    float gen_gamma;     /* GEN's gamma (0: the paper's 0.1) */
+    int gen_m;           /* GEN's M largest probabilities (0: 10; at most the classes) */
 } fn_outputs;
 
-FN_API void fn_outputs_init(fn_outputs *o); /* all NULL, block -1, no ReAct */
+FN_API void fn_outputs_init(fn_outputs *o); /* all NULL, block -1, no ReAct, default detectors */
 
 /* images: n x 3 x S x S, already normalised (S = input_size). */
 FN_API fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out);
@@ -225,6 +237,17 @@ typedef struct fn_run_options {
      * dataset order, equal to a one-process run; other ranks hold their share.
      * Select: every rank gets the same selection (sums added in rank order). */
     int rank, ranks;
+    float gen_gamma;       /* GEN's gamma (0: the paper's 0.1) */
+    int gen_m;             /* GEN's M largest probabilities (0: 10; at most the classes) */
+    /* Deployment: with ood_score (a score name) fn_scores.ood flags each image
+     * whose score is below ood_threshold (from fn_selection_calibrate). */
+    const char *ood_score;
+    float ood_threshold;
+    /* The feature detectors (Mahalanobis, fDBD) need statistics of the ID
+     * training features: select gathers them with fit = 1 (fn_selection.fit,
+     * written by fn_fit_write); score computes those detectors from fit_path. */
+    int fit;
+    const char *fit_path;
 } fn_run_options;
 
 FN_API void fn_run_options_init(fn_run_options *o);
@@ -242,6 +265,8 @@ typedef struct fn_scores {
     float *scores;        /* num_scores x n: score j of row i at scores[j * n + i] */
     int selected_block;   /* -1: none */
     size_t skipped;       /* unreadable images (not in the rows) */
+    int *ood;             /* n: 1 = flagged OOD (score below the threshold), 0 = ID;
+                             NULL without fn_run_options.ood_score */
 } fn_scores;
 
 /* Score column `name` (n values), or NULL when the run did not compute it. */
@@ -276,6 +301,15 @@ typedef struct fn_selection {
     float react_percentile;
     float react_clip;        /* that percentile of the ID penultimate features */
     char *arch;
+    char *data;              /* the ID training data, as written in the file (or NULL) */
+    /* The deployment threshold (fn_selection_calibrate; ood_score NULL: none):
+     * images whose ood_score is below ood_threshold are flagged OOD, which keeps
+     * ood_tpr of the ood_images ID validation images. */
+    char *ood_score;
+    double ood_tpr;
+    float ood_threshold;
+    size_t ood_images;
+    void *fit;               /* with fn_run_options.fit: the detectors' statistics, or NULL */
 } fn_selection;
 
 FN_API fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o,
@@ -286,6 +320,18 @@ FN_API fn_status fn_selection_write_json(const fn_selection *s, const fn_model *
 /* Reads a selection and checks its blocks against the model's. */
 FN_API fn_status fn_selection_read_json(const char *path, const fn_model *m,
                                         fn_selection **out);
+
+/* The detectors' statistics of a selection run (s->fit) as one versioned file
+ * (safetensors of F64 sums; the D x D covariance sum is capped at 1 GiB). */
+FN_API fn_status fn_fit_write(const fn_selection *s, const char *path);
+
+/* The deployment threshold: the largest t keeping at least a fraction tpr of
+ * the n ID scores (score >= t), as the TPR of fn_metrics.fpr95 counts them. */
+FN_API fn_status fn_threshold_at_tpr(const float *id, size_t n, double tpr, float *threshold);
+/* Stores in s the threshold of score column `score` of ID validation scores at
+ * tpr (0.95 is the usual); written and read with the selection. */
+FN_API fn_status fn_selection_calibrate(fn_selection *s, const fn_scores *validation,
+                                        const char *score, double tpr);
 
 /* Jigsaw pseudo-OOD: n images (n x S x S x C bytes) cut into a 3x3 grid of
  * floor(S/3) tiles, placed in a random permutation, zero outside the grid.
@@ -339,6 +385,16 @@ typedef struct fn_metrics {
 FN_API fn_status fn_metrics_compute(const float *id, size_t n_id, const float *ood,
                                     size_t n_ood, fn_metrics *out);
 
+/* Whose metrics: the paper's (ID positive: FPR95 = OOD accepted at 95 % of ID
+ * kept) or OpenOOD's (OOD positive: FPR@95 = ID rejected at 95 % of OOD caught;
+ * threshold is then that point's score). AUROC is the same in both; aupr_in
+ * and aupr_out keep their meaning (average precision, ID / OOD positive). */
+typedef enum fn_eval_convention { FN_EVAL_PAPER, FN_EVAL_OPENOOD } fn_eval_convention;
+
+FN_API const char *fn_eval_convention_name(fn_eval_convention c); /* "paper", "openood" */
+FN_API fn_status fn_metrics_compute_as(fn_eval_convention c, const float *id, size_t n_id,
+                                       const float *ood, size_t n_ood, fn_metrics *out);
+
 /* ---- evaluation: score files -> the paper's table ------------------------ */
 
 typedef struct fn_eval_result {
@@ -350,6 +406,7 @@ typedef struct fn_eval_result {
     char *id_path;
     size_t n_id;
     double id_accuracy;   /* from label and pred; NaN without labels */
+    fn_eval_convention convention; /* named in every output */
 } fn_eval_result;
 
 /* Each file is read once. scores: column names or patterns ("fn.*"); none:
@@ -357,6 +414,10 @@ typedef struct fn_eval_result {
 FN_API fn_status fn_eval_files(const char *id_csv, int n_sets, const char *const *set_names,
                                const char *const *set_csvs, const char *const *scores,
                                int n_scores, fn_eval_result **out);
+/* The same in either convention (fn_eval_files: the paper's). */
+FN_API fn_status fn_eval_files_as(fn_eval_convention c, const char *id_csv, int n_sets,
+                                  const char *const *set_names, const char *const *set_csvs,
+                                  const char *const *scores, int n_scores, fn_eval_result **out);
 /* Any path may be NULL; "-" is standard output. Files are committed together. */
 FN_API fn_status fn_eval_write(const fn_eval_result *e, const char *markdown, const char *json,
                                const char *csv);

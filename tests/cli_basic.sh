@@ -66,15 +66,15 @@ expect 0 "skipping unreadable image: $tmp/data/truncated.jpg: truncated JPEG" --
     "$fn" score "${common[@]}" --data "$tmp/data" --out "$tmp/scores.csv" --npy "$tmp/norms.npy"
 rows=$(($(wc -l < "$tmp/scores.csv") - 1))
 [ "$rows" -eq 8 ] || fail "scores.csv has $rows rows, expected 8 readable images"
-head -1 "$tmp/scores.csv" | grep -q '^path,pred,fn.layer1.0,.*,fn.layer3.2,msp,maxlogit,energy$' ||
+head -1 "$tmp/scores.csv" | grep -q '^path,pred,fn.layer1.0,.*,fn.layer3.2,msp,maxlogit,energy,entropy,gen,gradnorm$' ||
     fail "unexpected CSV header: $(head -1 "$tmp/scores.csv")"
 ls "$tmp"/*.tmp.* > /dev/null 2>&1 && fail "temporary files left behind"
 
 expect 0 "<- selected" -- "$fn" select "${common[@]}" --data "$tmp/data" --out "$tmp/selection.json" --quiet
 expect 0 "scored 8 images" -- "$fn" score "${common[@]}" --data "$tmp/data" --out "$tmp/id.csv" \
     --selection "$tmp/selection.json"
-head -1 "$tmp/id.csv" | grep -q 'fn_selected,msp,maxlogit,energy,react_energy$' ||
-    fail "score --selection did not add fn_selected and react_energy"
+head -1 "$tmp/id.csv" | grep -q 'fn_selected,msp,maxlogit,energy,react_energy,entropy,gen,gradnorm,msp_fn,.*,gradnorm_fn$' ||
+    fail "score --selection did not add fn_selected, react_energy and the _fn rows"
 expect 0 "" -- "$fn" score "${common[@]}" --data "$tmp/data/sub" --out "$tmp/ood.csv" \
     --block layer2.1 --quiet
 expect 1 "--block layer9.9: no such block" -- "$fn" score "${common[@]}" --data "$tmp/data" --out "$tmp/o.csv" --block layer9.9

@@ -36,19 +36,24 @@ reproduce() { python3 "$src/scripts/reproduce" "$tmp/exp.json" --out "$out" --fe
 
 reproduce > "$tmp/run1.txt" 2>&1 || { cat "$tmp/run1.txt"; fail "first run failed"; }
 for f in selection.json scores/CIFAR-10.csv scores/TinyImageNet.csv scores/Textures.csv eval.json \
-         table.md table.csv normratio.csv blocks.csv blocks.md summary.json log.txt; do
+         table.md table.csv normratio.csv blocks.csv blocks.md summary.json log.txt selection.fit \
+         eval_openood.json table_openood.md; do
   [ -s "$out/$f" ] || fail "$f missing or empty"
 done
 
 # table.md: the paper's layout, every cell FPR95/AUROC.
 grep -q '^| Method | TinyImageNet | Textures | Average |$' "$out/table.md" || fail "table.md header"
-for row in 'MSP' 'MaxLogit' 'Energy' 'ReAct+Energy (p90)' 'FeatureNorm (last block, layer3.2)' \
-           'FeatureNorm (selected block, '; do
+for row in 'MSP' 'MaxLogit' 'Energy' 'Entropy' 'GEN' 'GradNorm' 'Mahalanobis' 'fDBD' \
+           'ReAct+Energy (p90)' 'FeatureNorm (last block, layer3.2)' 'FeatureNorm (selected block, ' \
+           'MSP with the selected norm' 'ReAct+Energy with the selected norm (p90)'; do
   grep -qF "| $row" "$out/table.md" || fail "table.md has no row '$row'"
 done
 cells='[0-9]+\.[0-9]{2}/[0-9]+\.[0-9]{2}'
-[ "$(grep -cE "^\| [^|]+ \| $cells \| $cells \| $cells \|$" "$out/table.md")" = 6 ] ||
-  fail "table.md: expected 6 rows of 3 FPR95/AUROC cells"
+# 9 baselines, FeatureNorm of 2 blocks, 7 baselines with the selected norm
+[ "$(grep -cE "^\| [^|]+ \| $cells \| $cells \| $cells \|$" "$out/table.md")" = 18 ] ||
+  fail "table.md: expected 18 rows of 3 FPR95/AUROC cells"
+[ "$(grep -cE "^\| [^|]+ \| $cells \| $cells \| $cells \|$" "$out/table_openood.md")" = 18 ] ||
+  fail "table_openood.md: expected 18 rows of 3 FPR@95/AUROC cells"
 grep -q 'ReAct+Energy' "$out/table.csv" || fail "table.csv has no ReAct row"
 
 python3 - "$out" <<'EOF' || fail "output files inconsistent"

@@ -82,10 +82,15 @@ static void test_fixture_cases(void)
         size_t n_ood = strtoul(tok, NULL, 10);
         float *id = read_floats(f, n_id, name), *ood = read_floats(f, n_ood, name);
         REQUIRE(next_token(f, tok, sizeof tok) && strcmp(tok, "expect") == 0);
-        double want[5];
+        double want[5], want_oo[2];
         for (int k = 0; k < 5; k++) {
             REQUIRE(next_token(f, tok, sizeof tok));
             want[k] = strtod(tok, NULL);
+        }
+        REQUIRE(next_token(f, tok, sizeof tok) && strcmp(tok, "openood") == 0);
+        for (int k = 0; k < 2; k++) {
+            REQUIRE(next_token(f, tok, sizeof tok));
+            want_oo[k] = strtod(tok, NULL);
         }
 
         /* Copies: the inputs must come back untouched. */
@@ -104,6 +109,22 @@ static void test_fixture_cases(void)
                 CHECK_MSG(same(got[k], want[k]), "case %s: %s = %.17g, sklearn %.17g", name,
                           what[k], got[k], want[k]);
             CHECK_MSG(m.n_id == n_id && m.n_ood == n_ood, "case %s: counts", name);
+        }
+        /* The deployment threshold at TPR 0.95 is sklearn's threshold of the FPR95 point. */
+        float t;
+        s = fn_threshold_at_tpr(id, n_id, 0.95, &t);
+        CHECK_MSG(s == FN_OK && same(t, want[4]), "case %s: threshold at TPR 0.95 %.9g, sklearn %.17g",
+                  name, t, want[4]);
+        /* OpenOOD's convention: its FPR@95; the rest is the same metric renamed. */
+        fn_metrics o;
+        s = fn_metrics_compute_as(FN_EVAL_OPENOOD, id, n_id, ood, n_ood, &o);
+        CHECK_MSG(s == FN_OK, "case %s openood: %s", name, fn_last_error());
+        if (s == FN_OK) {
+            CHECK_MSG(same(o.fpr95, want_oo[0]) && same(o.threshold, want_oo[1]),
+                      "case %s: OpenOOD FPR@95 %.17g at %.17g, sklearn %.17g at %.17g", name, o.fpr95,
+                      o.threshold, want_oo[0], want_oo[1]);
+            CHECK_MSG(same(o.auroc, m.auroc) && same(o.aupr_in, m.aupr_in) && same(o.aupr_out, m.aupr_out),
+                      "case %s: OpenOOD's AUROC and AUPRs are the paper's", name);
         }
         CHECK_MSG(memcmp(id, id0, n_id * sizeof *id) == 0 &&
                       memcmp(ood, ood0, n_ood * sizeof *ood) == 0,

@@ -15,6 +15,7 @@ static const cli_flag flags[] = {
     {"json", "FILE", "also write every metric as JSON ('-' for stdout)", 0},
     {"csv", "FILE", "also write every metric as CSV rows", 0},
     {"markdown", "FILE", "write the table here instead of stdout", 0},
+    {"convention", "C", "paper (ID positive, default) | openood (OOD positive: FPR@95 as OpenOOD)", 0},
 };
 
 int cmd_eval(int argc, char **argv)
@@ -22,8 +23,10 @@ int cmd_eval(int argc, char **argv)
     cli_args a;
     int r = cli_parse(&a, flags, sizeof flags / sizeof flags[0], argc, argv,
                       "usage: featurenorm eval --id ID.csv --ood NAME=OOD.csv [--ood ...] [--score COL ...]\n\n"
-                      "ID is the positive class; higher scores mean ID. FPR95 is the OOD fraction\n"
-                      "accepted at the first threshold keeping 95% of ID; AUROC counts ties half.");
+                      "Higher scores mean ID. The paper's convention: ID is the positive class, FPR95\n"
+                      "the OOD fraction accepted at the first threshold keeping 95% of ID. OpenOOD's\n"
+                      "(--convention openood): OOD is positive, FPR@95 the ID fraction rejected at the\n"
+                      "first threshold catching 95% of OOD. AUROC (ties half) is the same in both.");
     if (r)
         return r > 0 ? 0 : 2;
     const char *id = cli_get(&a, "id");
@@ -45,9 +48,15 @@ int cmd_eval(int argc, char **argv)
     }
     for (int j = 0; j < n_scores; j++)
         scores[j] = cli_get_at(&a, "score", j);
+    const char *conv = cli_get(&a, "convention");
+    fn_eval_convention c = FN_EVAL_PAPER;
+    if (conv && strcmp(conv, "paper") != 0 && (c = FN_EVAL_OPENOOD, strcmp(conv, "openood") != 0)) {
+        fprintf(stderr, "featurenorm: --convention %s: expected paper or openood\n", conv);
+        return 2;
+    }
     const char *md = cli_get(&a, "markdown");
     fn_eval_result *e = NULL;
-    fn_status s = fn_eval_files(id, n_sets, set_names, set_files, scores, n_scores, &e);
+    fn_status s = fn_eval_files_as(c, id, n_sets, set_names, set_files, scores, n_scores, &e);
     if (s == FN_OK)
         s = fn_eval_write(e, md ? md : "-", cli_get(&a, "json"), cli_get(&a, "csv"));
     fn_eval_free(e);

@@ -9,10 +9,29 @@ static const cli_flag flags[] = {
     CLI_DATA_FLAGS,
     {"out", "FILE", "scores CSV to write", 0},
     {"npy", "FILE", "also write the N x blocks FeatureNorm matrix as .npy (float32)", 0},
-    {"selection", "FILE", "selection from `featurenorm select`: adds fn_selected, react_energy", 0},
+    {"selection", "FILE", "selection from `featurenorm select`: adds fn_selected, react_energy, the "
+                          "<score>_fn rows, and the ood column once calibrated", 0},
     {"block", "NAME", "add fn_selected for this block instead", 0},
     {"react-clip", "C", "add react_energy with features clipped at C", 0},
+    {"fit", "FILE", "the detectors' statistics from `select --fit`: adds mahalanobis, fdbd", 0},
+    {"gen-gamma", "G", "GEN's gamma (default 0.1, as the GEN paper)", 0},
+    {"gen-m", "M", "GEN's M largest probabilities (default 10; at most the classes)", 0},
 };
+
+/* The detectors' hyperparameters from their flags (the papers' defaults otherwise). */
+static int detector_flags(const cli_args *a, fn_run_options *o)
+{
+    double gamma = 0.1;
+    long m = 10;
+    if (cli_float(a, "gen-gamma", &gamma) || cli_int(a, "gen-m", 1, 1 << 20, &m))
+        return -1;
+    if (!(gamma > 0 && gamma <= 1000)) {
+        fprintf(stderr, "featurenorm: --gen-gamma %g: must be in (0, 1000]\n", gamma);
+        return -1;
+    }
+    o->gen_gamma = (float)gamma, o->gen_m = (int)m;
+    return 0;
+}
 
 int cmd_score(int argc, char **argv)
 {
@@ -20,13 +39,16 @@ int cmd_score(int argc, char **argv)
     int r = cli_parse(&a, flags, sizeof flags / sizeof flags[0], argc, argv,
                       "usage: featurenorm score --arch A --weights W --data DIR --out scores.csv\n"
                       "                         [--selection selection.json | --block NAME]\n\n"
-                      "Columns: path, [label], pred, fn.<block> for every block, [fn_selected],\n"
-                      "msp, maxlogit, energy, [react_energy]. Rows in sorted path order.");
+                      "Columns: path, [label], pred, fn.<block> for every block, then every score\n"
+                      "of `featurenorm info --scores` whose needs are met (fn_selected and the\n"
+                      "<score>_fn rows need a block), and `ood` (1 = flagged) when the selection\n"
+                      "holds a threshold (featurenorm calibrate). Rows in sorted path order.");
     if (r)
         return r > 0 ? 0 : 2;
     fn_run_options ro;
     double clip = 0;
-    if (cli_run_options(&a, &ro) || cli_float(&a, "react-clip", &clip))
+    if (cli_run_options(&a, &ro) || cli_float(&a, "react-clip", &clip) ||
+        detector_flags(&a, &ro))
         return 2;
     const char *out = cli_get(&a, "out"), *npy = cli_get(&a, "npy");
     if (!out && !npy) {
@@ -55,6 +77,8 @@ int cmd_score(int argc, char **argv)
         }
         ro.block = sel->selected;
         ro.react_clip = sel->react_clip;
+        ro.ood_score = sel->ood_score; /* calibrated: an ood column */
+        ro.ood_threshold = sel->ood_threshold;
     }
     if (cli_has(&a, "block") && (ro.block = fn_model_find_block(m, cli_get(&a, "block"))) < 0) {
         fprintf(stderr, "featurenorm: --block %s: no such block (featurenorm info %s %s lists them)\n",
@@ -64,6 +88,7 @@ int cmd_score(int argc, char **argv)
     }
     if (cli_has(&a, "react-clip"))
         ro.react_clip = (float)clip;
+    ro.fit_path = cli_get(&a, "fit");
     if ((s = fn_score_dataset(m, d, &ro, &sc)) == FN_OK && ro.rank == 0) /* rank 0 has every row */
         s = fn_scores_write(sc, m, d, out, npy);
     if ((rc = cli_finish_run(s, &ro, sc ? sc->skipped : 0)))

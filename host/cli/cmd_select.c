@@ -10,6 +10,8 @@ static const cli_flag flags[] = {
     {"out", "FILE", "selection file to write (JSON)", 0},
     {"seed", "S", "Jigsaw permutation seed (default 0)", 0},
     {"react-percentile", "P", "percentile of ID penultimate features for the ReAct clip (90)", 0},
+    {"fit", "FILE", "also gather the feature detectors' statistics into FILE (score --fit); "
+                    "labels from --labels data, else the predictions", 0},
 };
 
 int cmd_select(int argc, char **argv)
@@ -39,12 +41,16 @@ int cmd_select(int argc, char **argv)
     fn_dataset *d = NULL;
     fn_selection *sel = NULL;
     char checkpoint[4096];
-    int rc = cli_prepare_run(&a, &ro, &out, 1, checkpoint, sizeof checkpoint);
+    const char *outputs[2] = {out, cli_get(&a, "fit")};
+    ro.fit = outputs[1] != NULL;
+    int rc = cli_prepare_run(&a, &ro, outputs, ro.fit ? 2 : 1, checkpoint, sizeof checkpoint);
     if (rc || (rc = cli_load_model(&a, 0, &m)) || (rc = cli_open_dataset(&a, &d)))
         goto done;
     fn_status s = fn_select_block(m, d, &ro, &sel);
     if (s == FN_OK && ro.rank == 0) /* every rank has the selection; rank 0 writes it */
         s = fn_selection_write_json(sel, m, cli_get(&a, "data"), out);
+    if (s == FN_OK && ro.rank == 0 && ro.fit)
+        s = fn_fit_write(sel, outputs[1]);
     if ((rc = cli_finish_run(s, &ro, sel ? sel->skipped : 0)) || ro.rank != 0)
         goto done;
     printf("%-16s %-16s %10s %12s %12s\n", "block", "output", "NormRatio", "FN(ID)", "FN(Jigsaw)");

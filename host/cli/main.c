@@ -14,6 +14,7 @@ static const struct {
     {"info", cmd_info, "list architectures, or a network's blocks and output shapes"},
     {"select", cmd_select, "pick the block by NormRatio on ID images and their Jigsaw copies"},
     {"score", cmd_score, "FeatureNorm of every block and the logit scores of every image"},
+    {"calibrate", cmd_calibrate, "store a detector's threshold at a TPR of ID validation images"},
     {"eval", cmd_eval, "FPR95 / AUROC / AUPR tables from ID and OOD score files"},
     {"bench", cmd_bench, "time the forward pass (images/s) on synthetic images"},
 };

@@ -51,7 +51,7 @@ class Table(dict):
         return "\n".join(lines)
 
     def __repr__(self):
-        return (self._layout("FPR95 / AUROC", "fpr95", "auroc") + "\n\n"
+        return (self._layout("FPR95 (ID positive, paper) / AUROC", "fpr95", "auroc") + "\n\n"
                 + self._layout("AUPR-In / AUPR-Out", "aupr_in", "aupr_out"))
 
 

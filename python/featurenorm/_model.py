@@ -243,9 +243,10 @@ class Model:
                 setattr(o, k, v[i:].ctypes.data_as(type(getattr(o, k))))
             o.scores = scores[i:].ctypes.data_as(type(o.scores))
             check(forward(self._handle, n, a[i:].ctypes.data_as(ctypes.c_void_p), ctypes.byref(o)))
-        met = {"logits": True, "block": o.block >= 0, "react": react_clip > 0}
+        met = {"logits": True, "block": o.block >= 0, "react": react_clip > 0, "features": True,
+               "fit": False}  # needs are names joined by '+'; forward has no training statistics
         for j in range(S):
-            if met[text(lib.fn_score_needs(j))]:
+            if all(met[need] for need in text(lib.fn_score_needs(j)).split("+")):
                 out[text(lib.fn_score_name(j))] = scores[:, j].copy()
         return out
 

@@ -106,7 +106,9 @@ def test_evaluate_matches_cli(fn, model, exe, image_set, tmp_path):
     from_arrays = fn.evaluate(id_cols, {"Fixtures": ood_cols}, as_frame=False)
     text = (tmp_path / "eval.json").read_text()
     for table in (from_files, from_arrays):
-        assert list(table["score"][::2]) == ["msp", "maxlogit", "energy", "fn.layer3.2", "fn_selected"]
+        assert list(table["score"][::2]) == [
+            "msp", "maxlogit", "energy", "entropy", "gen", "gradnorm", "msp_fn", "maxlogit_fn", "energy_fn",
+            "entropy_fn", "gen_fn", "gradnorm_fn", "fn.layer3.2", "fn_selected"]
         for k in ("fpr95", "auroc", "aupr_in", "aupr_out"):
             np.testing.assert_array_equal(np.asarray(table[k], float), np.asarray(from_files[k], float))
     # every AUROC the CLI wrote (%.9g) is the package's
