@@ -42,8 +42,8 @@ typedef struct score_run {
 static fn_status alloc_scores(fn_scores *s, size_t cap, int react)
 {
     float dummy = 0;
-    score_input can = {0, s->num_blocks, s->num_classes, NULL, NULL, react ? &dummy : NULL,
-                       s->selected_block};
+    score_input can = {.num_blocks = s->num_blocks, .num_classes = s->num_classes,
+                       .react_logits = react ? &dummy : NULL, .block = s->selected_block};
     s->score_id = malloc(sizeof *s->score_id * (size_t)scores_count());
     for (int i = 0; s->score_id && i < scores_count(); i++)
         if (scores_available(i, &can))
@@ -65,8 +65,8 @@ static fn_status score_batch(void *ctx, const pass_rows *rows)
     const backend_result *r = &rows->r;
     const size_t at = s->n;
     memcpy(s->norms + at * s->num_blocks, r->norms, sizeof(float) * (size_t)r->n * s->num_blocks);
-    score_input in = {r->n, s->num_blocks, s->num_classes, r->norms, r->logits, r->react_logits,
-                      s->selected_block};
+    score_input in = {.n = r->n, .num_blocks = s->num_blocks, .num_classes = s->num_classes, .norms = r->norms,
+                      .logits = r->logits, .react_logits = r->react_logits, .block = s->selected_block};
     scores_pred(&in, s->pred + at);
     for (int j = 0; j < s->num_scores; j++)
         scores_at(s->score_id[j])->fn(&in, s->scores + (size_t)j * run->cap + at);
@@ -141,7 +141,8 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     score_run run = {s, d, d->n};
     fn_status st = alloc_scores(s, d->n, o->react_clip > 0);
     const int ranks = o->ranks > 1 ? o->ranks : 1;
-    pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};
+    pass_spec spec = {.per_image = 1, .react_clip = o->react_clip, .label = "score", .on_batch = score_batch,
+                      .save = score_save, .load = score_load, .ctx = &run};
     dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
     pass_stats stats = {0};
     if (st == FN_OK)
