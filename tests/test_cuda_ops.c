@@ -46,15 +46,6 @@ static int one_of(const char *p, size_t n, const char *const *names, size_t coun
     return 0;
 }
 
-/* Whether `name` is in the comma-separated list. */
-static int listed(const char *list, const char *name)
-{
-    for (size_t n; *list; list += n + (list[n] == ','))
-        if (one_of(list, n = item_len(list), &name, 1))
-            return 1;
-    return 0;
-}
-
 static int usage(FILE *f, int code)
 {
     fprintf(f, "usage: test_cuda_ops [-o CASE[,CASE...]]\n  cases:");
@@ -85,6 +76,15 @@ static int parse_args(int argc, char **argv)
 
 #ifdef FN_WITH_CUDA
 #include "cuda_nets.h"
+
+/* Whether `name` is in the comma-separated list. */
+static int listed(const char *list, const char *name)
+{
+    for (size_t n; *list; list += n + (list[n] == ','))
+        if (one_of(list, n = item_len(list), &name, 1))
+            return 1;
+    return 0;
+}
 
 #define SIZE 13
 #define BATCH 5
