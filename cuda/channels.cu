@@ -4,7 +4,9 @@
  *   concat       channel concat; in NHWC a strided copy per part
  *   to_f32_rows  a tensor as float rows in PyTorch's flatten order (for the host)
  *
- * CPU twins: shortcut_a(), concat(), as_matrix() in host/cpu/backend_cpu.c. */
+ * Reference: cpu_shortcut_a() in host/cpu/plain_ops.c, oneDNN concat, and the
+ * features reorder to plain rows (host/cpu/dnnl_ops.c); tests/test_cuda_ops.c cases
+ * shortcut, concat, and every case's features. */
 #include "common.cuh"
 
 template <typename T>

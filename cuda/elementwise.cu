@@ -4,7 +4,8 @@
  *   scale    x * s, s per (image, channel) (squeeze-excitation) or per element
  *   clip     min(x, clip) for ReAct
  *
- * CPU twins: elementwise(), scale_channels() in host/cpu/backend_cpu.c. */
+ * Reference: oneDNN binary add/mul (with an eltwise post-op) and eltwise
+ * (host/cpu/dnnl_ops.c); tests/test_cuda_ops.c cases add, act, scale, and ReAct. */
 #include "common.cuh"
 
 template <typename T>

@@ -4,7 +4,9 @@
  *   affine           a BatchNorm no conv absorbed: act(x * scale[c] + shift[c])
  *   linear_epilogue  act(acc + b) after a GEMM, in the tensor's dtype (+ a float copy)
  *
- * CPU twins: epilogue() and affine() in host/cpu/backend_cpu.c. */
+ * Reference: oneDNN's convolution (affine: a depthwise 1 x 1 one) and inner product
+ * with their bias and eltwise post-ops (host/cpu/dnnl_ops.c); tests/test_cuda_ops.c
+ * cases conv, affine, linear. */
 #include "common.cuh"
 
 template <typename T>

@@ -15,8 +15,9 @@
  *   channels.cu    option-A shortcut, channel concat, float rows for the host
  *   norms.cu       FeatureNorm of a tapped tensor
  *
- * The CPU twin of each is the same op in host/cpu/backend_cpu.c (or
- * net_input_table in host/net.c); tests/test_cuda_ops.c compares them. */
+ * The reference of each is the CPU backend's oneDNN primitive or plain loop
+ * for the same op (host/cpu/dnnl_ops.c, plain_ops.c, norms.c; the input table
+ * is net_input_table in host/net.c); tests/test_cuda_ops.c compares them op by op. */
 #ifndef FN_CUDA_KERNELS_H
 #define FN_CUDA_KERNELS_H
 

@@ -15,7 +15,8 @@
  * NHWC (FP16/BF16): a block covers a slab of spatial rows of one image with
  *   threads across channels (16-byte loads when C allows), then reduces the
  *   rows in shared memory.
- * CPU twin: feature_norms() in host/cpu/backend_cpu.c. Declared in kernels.h. */
+ * Reference: cpu_feature_norms() in host/cpu/norms.c; tests/test_cuda_norms.c and
+ * every case of tests/test_cuda_ops.c compare them. Declared in kernels.h. */
 #include <stdint.h>
 
 #include "common.cuh"

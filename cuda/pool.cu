@@ -4,7 +4,9 @@
  *   avgpool    adaptive, with PyTorch's (possibly overlapping) bins
  *   avgpool_k  k x k window, stride, pad; count_include_pad as ONNX/PyTorch
  *
- * CPU twins: maxpool(), avgpool(), avgpool_k() in host/cpu/backend_cpu.c. */
+ * Reference: oneDNN pooling (max, avg include/exclude padding) and, for uneven
+ * adaptive bins, cpu_adaptive_avgpool() in host/cpu/plain_ops.c; tests/test_cuda_ops.c
+ * case pool. */
 #include "common.cuh"
 
 template <typename T>

@@ -82,18 +82,16 @@ static fn_status create_backend(fn_model *m, fn_backend want)
     return cpu_backend_create(&m->net, &cfg, &m->be);
 }
 
-fn_status fn_model_load(const fn_model_options *o, fn_model **out)
+/* Everything checkable before a file is read; *a: the architecture, unless an ONNX model. */
+static fn_status check_options(const fn_model_options *o, const arch **a)
 {
-    if (!out)
-        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: out is NULL");
-    *out = NULL;
+    *a = NULL;
     if (!o || (!o->arch && !o->model))
         return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: no architecture or model file given");
     if (o->model && (o->arch || o->weights))
         return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: give an ONNX model or an architecture with "
                        "weights, not both");
-    const arch *a = o->model ? NULL : arch_find(o->arch);
-    if (!a && !o->model)
+    if (!o->model && !(*a = arch_find(o->arch)))
         return unknown_arch(o->arch);
     if (o->input_size < 0 || o->input_size > 4096 || o->max_batch < 0 || o->threads < 0 || o->device < 0 ||
         (unsigned)o->precision > FN_PRECISION_BF16 || (unsigned)o->backend > FN_BACKEND_CUDA)
@@ -106,7 +104,42 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
                        "at most 256)", o->threads, model_thread_limit(), omp_get_num_procs());
     if (o->backend == FN_BACKEND_CPU)
         FN_TRY(cpu_backend_check_precision(o->precision));
+    return FN_OK;
+}
 
+/* m->net from the ONNX file, or from architecture a and its weights; the source's hash. */
+static fn_status build_net(fn_model *m, const fn_model_options *o, const arch *a)
+{
+    if (o->model) {
+        FN_TRY(hash_file(o->model, &m->source_hash));
+        FN_TRY(onnx_build_net(o->model, o->blocks, o->input_size, o->verbose, &m->net));
+        if (o->verbose && o->std[0] == 0) /* ONNX files do not record it */
+            fprintf(stderr, "featurenorm: %s: normalising with the ImageNet mean and std (--mean/--std "
+                    "set the ones the network was trained with)\n", o->model);
+        return FN_OK;
+    }
+    st_file *weights = NULL;
+    fn_status s = FN_OK;
+    if (o->weights && ((s = st_open(o->weights, &weights)) != FN_OK ||
+                       (s = hash_file(o->weights, &m->source_hash)) != FN_OK)) {
+        st_close(weights);
+        return s;
+    }
+    arch_options ao = {.stem_padding = o->stem_padding};
+    s = arch_build(a, weights, o->input_size, &ao, &m->net);
+    if (s == FN_OK && weights && !o->allow_unused_weights)
+        s = check_unused(weights, a->name);
+    st_close(weights); /* every parameter is copied (and BN-folded) into the net */
+    return s;
+}
+
+fn_status fn_model_load(const fn_model_options *o, fn_model **out)
+{
+    if (!out)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_load: out is NULL");
+    *out = NULL;
+    const arch *a;
+    FN_TRY(check_options(o, &a));
     fn_model *m = fn_calloc(1, sizeof *m);
     if (!m)
         return FN_ERR_NO_MEMORY;
@@ -114,42 +147,23 @@ fn_status fn_model_load(const fn_model_options *o, fn_model **out)
     m->threads = o->threads > 0 ? o->threads : omp_get_num_procs();
     m->verbose = o->verbose;
     m->device = o->device;
-    st_file *weights = NULL;
-    fn_status s = FN_OK;
-    if (o->model) {
-        if ((s = hash_file(o->model, &m->source_hash)) != FN_OK)
-            goto fail;
-        s = onnx_build_net(o->model, o->blocks, o->input_size, o->verbose, &m->net);
-        if (s == FN_OK && o->verbose && o->std[0] == 0) /* ONNX files do not record it */
-            fprintf(stderr, "featurenorm: %s: normalising with the ImageNet mean and std (--mean/--std "
-                    "set the ones the network was trained with)\n", o->model);
-    } else {
-        if (o->weights && ((s = st_open(o->weights, &weights)) != FN_OK ||
-                           (s = hash_file(o->weights, &m->source_hash)) != FN_OK))
-            goto fail;
-        arch_options ao = {o->stem_padding};
-        s = arch_build(a, weights, o->input_size, &ao, &m->net);
-        if (s == FN_OK && weights && !o->allow_unused_weights)
-            s = check_unused(weights, a->name);
-        st_close(weights); /* every parameter is copied (and BN-folded) into the net */
-    }
-    if (s != FN_OK)
-        goto fail;
-    if (o->std[0] != 0) {
+    fn_status s = build_net(m, o, a);
+    if (s == FN_OK && o->std[0] != 0) {
         memcpy(m->net.mean, o->mean, sizeof m->net.mean);
         memcpy(m->net.std, o->std, sizeof m->net.std);
     }
     /* Small images: large batches keep the GEMMs and the GPU busy. */
     m->max_batch = o->max_batch > 0 ? o->max_batch : m->net.input_size <= 64 ? 256 : 64;
-    if (o->backend != FN_BACKEND_CUDA && (s = cpu_backend_check_batch(&m->net, m->max_batch)) != FN_OK)
-        goto fail;
-    if (m->net.has_weights && (s = create_backend(m, o->backend)) != FN_OK)
-        goto fail;
+    if (s == FN_OK && o->backend != FN_BACKEND_CUDA)
+        s = cpu_backend_check_batch(&m->net, m->max_batch);
+    if (s == FN_OK && m->net.has_weights)
+        s = create_backend(m, o->backend);
+    if (s != FN_OK) {
+        fn_model_free(m);
+        return s;
+    }
     *out = m;
     return FN_OK;
-fail:
-    fn_model_free(m);
-    return s;
 }
 
 void fn_model_free(fn_model *m)

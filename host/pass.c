@@ -151,99 +151,144 @@ static fn_status resume(saver *sv, const fn_run_options *o, const pass_spec *spe
     return s;
 }
 
+/* One pass in flight: batches submitted and not yet collected, oldest first. */
+typedef struct pass_loop {
+    fn_model *m;
+    const fn_run_options *o;
+    const pass_spec *spec;
+    pass_stats *stats;
+    saver sv;
+    size_t skipped_before, every;
+    pipeline *p;
+    progress pr;
+    pipeline_batch queue[BACKEND_MAX_SLOTS];
+    int queued, done;
+} pass_loop;
+
+/* Resumes from the checkpoint if there is one, then starts decoding. */
+static fn_status pass_open(pass_loop *l, const fn_dataset *d, const pass_settings *ps)
+{
+    const fn_run_options *o = l->o;
+    const pass_spec *spec = l->spec;
+    backend *be = l->m->be;
+    size_t first = spec->first;
+    l->sv = (saver){.path = o->checkpoint, .next = spec->first, .last = progress_now()};
+    l->every = o->checkpoint_every > 0 ? (size_t)o->checkpoint_every : CHECKPOINT_IMAGES;
+    if (l->sv.path) {
+        l->sv.key = run_key(l->m, d, o, spec->label, ps->batch);
+        FN_TRY(resume(&l->sv, o, spec, &first, &l->skipped_before));
+        l->sv.next = first;
+    }
+    const size_t end = spec->first + spec->count;
+    pipeline_config pc = {.d = d, .first = first, .count = end - first, .preset = ps->preset,
+                          .size = l->m->net.input_size, .batch = ps->batch, .threads = ps->threads,
+                          .strict = o->strict, .quiet = !o->verbose, .slots = be->slots};
+    for (int i = 0; i < be->slots; i++)
+        pc.buffers[i] = be->input(be, i);
+    FN_TRY(pipeline_create(&pc, &l->p));
+    progress_start(&l->pr, spec->label, end - first, !o->verbose || o->rank > 0); /* rank 0 speaks */
+    return FN_OK;
+}
+
+/* The next decoded batch (with its Jigsaw copies) onto the backend. */
+static fn_status submit_next(pass_loop *l)
+{
+    backend *be = l->m->be;
+    const pass_spec *spec = l->spec;
+    pipeline_batch b;
+    double t0 = progress_now();
+    fn_status st = pipeline_next(l->p, &b);
+    double t1 = progress_now();
+    l->stats->wait_decode += t1 - t0;
+    if (st != FN_OK)
+        return st;
+    if (b.n == 0) {
+        l->done = 1;
+        l->sv.next = b.end; /* trailing unreadable images count as read */
+        return FN_OK;
+    }
+    if (spec->per_image == 2)
+        add_jigsaw((uint8_t *)b.images, b.index, b.n, l->m->net.input_size, spec->seed);
+    double t2 = progress_now();
+    backend_request rq = {.n = b.n * spec->per_image, .react_clip = spec->react_clip};
+    st = be->submit(be, b.slot, &rq);
+    l->stats->submit += progress_now() - t2;
+    l->stats->host += t2 - t1;
+    l->queue[l->queued++] = b; /* collected even after a failed submit */
+    return st;
+}
+
+/* The oldest batch's rows to the callback; progress, and a checkpoint when due. */
+static fn_status collect_oldest(pass_loop *l)
+{
+    backend *be = l->m->be;
+    const pass_spec *spec = l->spec;
+    pipeline_batch b = l->queue[0];
+    pass_rows rows = {.n = b.n, .index = b.index};
+    double t0 = progress_now();
+    fn_status st = be->collect(be, b.slot, &rows.r);
+    double t1 = progress_now();
+    l->stats->wait_device += t1 - t0;
+    if (st == FN_OK)
+        st = spec->on_batch(spec->ctx, &rows);
+    memmove(l->queue, l->queue + 1, sizeof *l->queue * (size_t)--l->queued);
+    l->stats->images += (size_t)b.n;
+    l->sv.next = b.end, l->sv.since += (size_t)b.n;
+    pipeline_release(l->p, b.slot);
+    progress_update(&l->pr, l->stats->images + pipeline_skipped(l->p));
+    if (st == FN_OK && l->sv.path && spec->save &&
+        (l->sv.since >= l->every || progress_now() - l->sv.last >= CHECKPOINT_SECONDS))
+        st = save(&l->sv, spec, l->skipped_before + pipeline_skipped(l->p));
+    l->stats->host += progress_now() - t1;
+    return st;
+}
+
+/* After the loop: a cancelled pass keeps its progress and says where it stopped. */
+static fn_status pass_close(pass_loop *l, fn_status st, const pass_settings *ps)
+{
+    const fn_run_options *o = l->o;
+    const pass_spec *spec = l->spec;
+    if (st == FN_OK && o->cancel && *o->cancel) {
+        if (l->sv.path && spec->save && (st = save(&l->sv, spec, l->stats->skipped)) != FN_OK)
+            return st;
+        return fn_fail(FN_ERR_CANCELLED, "%s stopped at image %zu of %zu%s%s", spec->label,
+                       l->sv.next - spec->first, spec->count, l->sv.path ? "; progress kept in " : "",
+                       l->sv.path ? l->sv.path : "");
+    }
+    if (st == FN_OK)
+        progress_finish(&l->pr, l->stats->images, l->stats->skipped);
+    if (st == FN_OK && o->profile && o->rank == 0)
+        pass_print_profile(spec->label, l->stats, ps->threads);
+    return st;
+}
+
 fn_status pass_run(fn_model *m, const fn_dataset *d, const fn_run_options *o,
                    const pass_settings *ps, const pass_spec *spec, pass_stats *stats)
 {
-    backend *be = m->be;
     memset(stats, 0, sizeof *stats);
-    saver sv = {o->checkpoint, {0}, spec->first, 0, progress_now()};
-    size_t first = spec->first, skipped_before = 0;
-    const size_t every = o->checkpoint_every > 0 ? (size_t)o->checkpoint_every : CHECKPOINT_IMAGES;
-    if (sv.path) {
-        sv.key = run_key(m, d, o, spec->label, ps->batch);
-        FN_TRY(resume(&sv, o, spec, &first, &skipped_before));
-        sv.next = first;
-    }
-    const size_t end = spec->first + spec->count;
-    pipeline_config pc = {d, first, end - first, ps->preset, m->net.input_size, ps->batch,
-                          ps->threads, o->strict, !o->verbose, {0}, be->slots};
-    for (int i = 0; i < be->slots; i++)
-        pc.buffers[i] = be->input(be, i);
-    pipeline *p = NULL;
-    FN_TRY(pipeline_create(&pc, &p));
-
-    progress pr;
-    progress_start(&pr, spec->label, end - first, !o->verbose || o->rank > 0); /* rank 0 speaks */
+    pass_loop l = {.m = m, .o = o, .spec = spec, .stats = stats};
+    FN_TRY(pass_open(&l, d, ps));
+    const int slots = m->be->slots;
     double t_start = progress_now();
-    pipeline_batch queue[BACKEND_MAX_SLOTS]; /* submitted, not yet collected, oldest first */
-    int queued = 0, done = 0;
     fn_status st = FN_OK;
-    while (st == FN_OK && (!done || queued > 0)) {
-        if (!done && o->cancel && *o->cancel)
-            done = 1; /* stop reading; what is in flight still lands */
-        if (!done) {
-            pipeline_batch b;
-            double t0 = progress_now();
-            st = pipeline_next(p, &b);
-            double t1 = progress_now();
-            stats->wait_decode += t1 - t0;
-            if (st != FN_OK)
-                break;
-            if (b.n == 0) {
-                done = 1;
-                sv.next = b.end; /* trailing unreadable images count as read */
-            } else {
-                if (spec->per_image == 2)
-                    add_jigsaw((uint8_t *)b.images, b.index, b.n, m->net.input_size, spec->seed);
-                double t2 = progress_now();
-                backend_request rq = {b.n * spec->per_image, NULL, spec->react_clip};
-                st = be->submit(be, b.slot, &rq);
-                stats->submit += progress_now() - t2;
-                stats->host += t2 - t1;
-                queue[queued++] = b;
-            }
-        }
+    while (st == FN_OK && (!l.done || l.queued > 0)) {
+        if (!l.done && o->cancel && *o->cancel)
+            l.done = 1; /* stop reading; what is in flight still lands */
+        if (!l.done)
+            st = submit_next(&l);
         /* Collect when every slot but the one being decoded is on the backend. */
-        if (st == FN_OK && queued > 0 && (done || queued >= be->slots - 1)) {
-            pipeline_batch b = queue[0];
-            pass_rows rows = {b.n, b.index, {0}};
-            double t0 = progress_now();
-            st = be->collect(be, b.slot, &rows.r);
-            double t1 = progress_now();
-            stats->wait_device += t1 - t0;
-            if (st == FN_OK)
-                st = spec->on_batch(spec->ctx, &rows);
-            memmove(queue, queue + 1, sizeof *queue * (size_t)--queued);
-            stats->images += (size_t)b.n;
-            sv.next = b.end, sv.since += (size_t)b.n;
-            pipeline_release(p, b.slot);
-            progress_update(&pr, stats->images + pipeline_skipped(p));
-            if (st == FN_OK && sv.path && spec->save &&
-                (sv.since >= every || progress_now() - sv.last >= CHECKPOINT_SECONDS))
-                st = save(&sv, spec, skipped_before + pipeline_skipped(p));
-            stats->host += progress_now() - t1;
-        }
+        if (st == FN_OK && l.queued > 0 && (l.done || l.queued >= slots - 1))
+            st = collect_oldest(&l);
     }
-    for (int i = 0; i < queued; i++) { /* after an error: let the device finish */
+    for (int i = 0; i < l.queued; i++) { /* after an error: let the device finish */
         backend_result r;
-        be->collect(be, queue[i].slot, &r);
+        m->be->collect(m->be, l.queue[i].slot, &r);
     }
-    stats->skipped = skipped_before + pipeline_skipped(p);
-    stats->decode = pipeline_decode_seconds(p);
+    stats->skipped = l.skipped_before + pipeline_skipped(l.p);
+    stats->decode = pipeline_decode_seconds(l.p);
     stats->wall = progress_now() - t_start;
-    pipeline_free(p);
-    if (st == FN_OK && o->cancel && *o->cancel) {
-        if (sv.path && spec->save && (st = save(&sv, spec, stats->skipped)) != FN_OK)
-            return st;
-        return fn_fail(FN_ERR_CANCELLED, "%s stopped at image %zu of %zu%s%s", spec->label,
-                       sv.next - spec->first, spec->count, sv.path ? "; progress kept in " : "",
-                       sv.path ? sv.path : "");
-    }
-    if (st == FN_OK)
-        progress_finish(&pr, stats->images, stats->skipped);
-    if (st == FN_OK && o->profile && o->rank == 0)
-        pass_print_profile(spec->label, stats, ps->threads);
-    return st;
+    pipeline_free(l.p);
+    return pass_close(&l, st, ps);
 }
 
 void pass_print_profile(const char *label, const pass_stats *s, int decode_threads)

@@ -168,10 +168,11 @@ fn_status fn_score_dataset(fn_model *m, fn_dataset *d, const fn_run_options *o, 
     s->num_blocks = m->net.n_blocks;
     s->num_classes = m->net.num_classes;
     s->selected_block = o->block;
-    score_run run = {s, d, m, o, d->n, NULL, NULL};
+    score_run run = {.s = s, .d = d, .m = m, .o = o, .cap = d->n};
     fn_status st = alloc_scores(&run, d->n, ps.batch);
     const int ranks = o->ranks > 1 ? o->ranks : 1;
-    pass_spec spec = {1, 0, o->react_clip, 0, 0, "score", score_batch, score_save, score_load, &run};
+    pass_spec spec = {.per_image = 1, .react_clip = o->react_clip, .label = "score", .on_batch = score_batch,
+                      .save = score_save, .load = score_load, .ctx = &run};
     dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
     pass_stats stats = {0};
     if (st == FN_OK)

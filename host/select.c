@@ -244,10 +244,10 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
         return FN_ERR_NO_MEMORY;
     sel->seed = o->seed;
     sel->react_percentile = o->react_percentile;
-    select_run run = {sel, d, NULL, NULL, calloc((size_t)B, sizeof(size_t)),
-                      {malloc(sizeof(float) * RESERVOIR), 0, 0,
-                       o->seed * 2654435761u + 88172645463325252ull},
-                      B, m->net.feature_dim};
+    select_run run = {.sel = sel, .d = d, .valid = calloc((size_t)B, sizeof(size_t)),
+                      .res = {.v = malloc(sizeof(float) * RESERVOIR),
+                              .rng = o->seed * 2654435761u + 88172645463325252ull},
+                      .B = B, .D = m->net.feature_dim};
     fn_status st = FN_OK;
     if (!run.valid || !run.res.v)
         st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
@@ -255,7 +255,8 @@ fn_status fn_select_block(fn_model *m, fn_dataset *d, const fn_run_options *o, f
         !(run.label = malloc(sizeof(int) * (size_t)ps.batch)))
         st = fn_fail(FN_ERR_NO_MEMORY, "out of host memory for the selection");
     const int ranks = o->ranks > 1 ? o->ranks : 1;
-    pass_spec spec = {2, o->seed, 0, 0, 0, "select", select_batch, select_save, select_load, &run};
+    pass_spec spec = {.per_image = 2, .seed = o->seed, .label = "select", .on_batch = select_batch,
+                      .save = select_save, .load = select_load, .ctx = &run};
     dist_shard(d->n, ps.batch, o->rank, ranks, &spec.first, &spec.count);
     pass_stats stats = {0};
     if (st == FN_OK)

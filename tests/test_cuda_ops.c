@@ -15,21 +15,81 @@
  * Tolerances (cuda_nets.h): FP32 per element, relative 1e-4 with a floor of
  * 1e-5 x the row's rms (norms: 1e-4 each, no floor); TF32 5e-3, FP16 1e-2,
  * BF16 5e-2 normwise. Input 13 x 13 (odd: padding and strides bite), batch 5.
- * Without CUDA in the build, or without a usable device: "SKIP: <why>", 77. */
+ * Without CUDA in the build, or without a usable device: "SKIP: <why>", 77.
+ *
+ *   test_cuda_ops [-o CASE[,CASE...]]   only those cases (as ggml's test-backend-ops
+ *                                       -o), when GPU time is short; -h lists them */
 #include <stdint.h>
 
 #include "backend.h"
 #include "featurenorm.h"
+#include "net.h"
 #include "test.h"
+
+static const char *const case_names[] = {"conv", "conv_res", "affine", "add", "act", "linear", "conv_shape",
+                                         "pool", "shortcut", "scale", "concat"};
+static const char *only; /* -o: a comma-separated list of case_names, NULL for all */
+
+/* The length of the list item at p: up to a comma or the end. */
+static size_t item_len(const char *p)
+{
+    const char *e = strchr(p, ',');
+    return e ? (size_t)(e - p) : strlen(p);
+}
+
+/* Whether the n characters at p are one of the names. */
+static int one_of(const char *p, size_t n, const char *const *names, size_t count)
+{
+    for (size_t k = 0; k < count; k++)
+        if (strlen(names[k]) == n && !strncmp(names[k], p, n))
+            return 1;
+    return 0;
+}
+
+static int usage(FILE *f, int code)
+{
+    fprintf(f, "usage: test_cuda_ops [-o CASE[,CASE...]]\n  cases:");
+    for (size_t i = 0; i < sizeof case_names / sizeof case_names[0]; i++)
+        fprintf(f, " %s", case_names[i]);
+    fprintf(f, "\n");
+    return code;
+}
+
+/* -1 when the arguments are good, else the exit code. */
+static int parse_args(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return usage(stdout, 0);
+        if (strcmp(argv[i], "-o") || i + 1 >= argc)
+            return usage(stderr, 2);
+        only = argv[++i];
+    }
+    const size_t cases = sizeof case_names / sizeof case_names[0];
+    for (const char *p = only ? only : ""; *p; p += item_len(p) + (p[item_len(p)] == ','))
+        if (!one_of(p, item_len(p), case_names, cases)) { /* every name must be a case */
+            fprintf(stderr, "test_cuda_ops: no case '%.*s'\n", (int)item_len(p), p);
+            return usage(stderr, 2);
+        }
+    return -1;
+}
 
 #ifdef FN_WITH_CUDA
 #include "cuda_nets.h"
+
+/* Whether `name` is in the comma-separated list. */
+static int listed(const char *list, const char *name)
+{
+    for (size_t n; *list; list += n + (list[n] == ','))
+        if (one_of(list, n = item_len(list), &name, 1))
+            return 1;
+    return 0;
+}
 
 #define SIZE 13
 #define BATCH 5
 
 static const char *prec_name[] = {"fp32", "tf32", "fp16", "bf16"};
-static const char *act_name[] = {"none", "relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu", "leaky"};
 
 /* The op under test, from the input tensor x (3 x 13 x 13); returns its output. */
 typedef int (*body_fn)(net_builder *nb, int x, int variant);
@@ -145,6 +205,8 @@ static int body_linear(net_builder *nb, int x, int act)
  * backends in every precision and compares. */
 static void run_case(const char *name, body_fn body, int variant)
 {
+    if (only && !listed(only, name))
+        return;
     net nt;
     memset(&nt, 0, sizeof nt);
     snprintf(nt.arch, sizeof nt.arch, "test_%s", name);
@@ -207,13 +269,16 @@ static void run_case(const char *name, body_fn body, int variant)
 }
 #endif
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int code = parse_args(argc, argv);
+    if (code >= 0)
+        return code;
     SKIP_WITHOUT_CUDA();
 #ifdef FN_WITH_CUDA
     printf("per case: worst FP32 error as a fraction of its tolerance, else the normwise error\n");
-    for (int a = 0; a <= ACT_LEAKY; a++) {
-        printf("activation %s:\n", act_name[a]);
+    for (int a = 0; a < ACT_COUNT; a++) {
+        printf("activation %s:\n", net_act_name((net_act)a));
         run_case("conv", body_conv, a);
         run_case("conv_res", body_conv_res, a);
         run_case("affine", body_affine, a);
