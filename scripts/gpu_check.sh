@@ -112,6 +112,10 @@ else
     echo "rehearsal: no GPU here; the device steps take their skip paths, the CPU backend stands in"
 fi
 nvcc --version 2>/dev/null | tail -2 || echo "nvcc not on PATH"
+# the toolkit's runtime libraries (libcudart, cuBLAS) for the tests and the
+# Python package, where the image's loader configuration does not name them
+NVCC=$(command -v nvcc) && CUDA_LIB=$(cd "$(dirname "$NVCC")/.." && pwd)/lib64 &&
+    export LD_LIBRARY_PATH="$CUDA_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "cores: $(nproc)"
 
 step dependencies 15

@@ -4,7 +4,7 @@
 # green rehearsal means the build and every script start there.
 #   - the root: debootstrap --variant=minbase of this machine's Debian release,
 #     the mirror taken from its apt configuration, plus what the GPU image holds
-#     (gcc/g++/make, CMake, python3 with torch, numpy and PIL) and no -dev
+#     (gcc/g++/make, CMake, python3 with torch, torchvision, numpy and PIL) and no -dev
 #     package; made once into build-rehearse/root (a few minutes), reused after;
 #   - the CUDA toolkit bound in read-only at /usr/local/cuda (the GPU image has nvcc);
 #   - the working tree as the device tool carries it: tracked and untracked
@@ -17,7 +17,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$ROOT/build-rehearse
 FS=$HERE/root
 CUDA=$(readlink -f "${CUDA_HOME:-/usr/local/cuda}")
-PACKAGES="gcc g++ make cmake python3 python3-numpy python3-torch python3-pil"
+PACKAGES="gcc g++ make cmake python3 python3-numpy python3-torch python3-torchvision python3-pil"
 
 mirror() { # the first Debian mirror in this machine's apt configuration
     { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'

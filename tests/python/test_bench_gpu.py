@@ -14,6 +14,11 @@ def test_check_numbers_cpu(exe, tmp_path):
     sys.path.insert(0, os.path.join(SRC, "scripts"))
     import bench_gpu
     weights = {"resnet20_cifar": bench_gpu.weights_for("resnet20_cifar", 32, "cpu", str(tmp_path), None)}
-    # fp32 against PyTorch fp32: PARITY_TOL["fp32"] = 1e-4 normwise, as on the GPU
-    failures = bench_gpu.check_numbers(exe, weights, "cpu", n=4, arch="resnet20_cifar", size=32)
+    results = bench_gpu.load_results(str(tmp_path / "check.json"), "cpu")
+    # fp32 against PyTorch fp32 per image: bench_gpu.tolerance("fp32", 0) = 1e-3
+    # (accumulation order only), and that bound must reject every mix-up
+    failures = bench_gpu.check_numbers(exe, weights, "cpu", ["fp32"], results, n=4,
+                                       arch="resnet20_cifar", size=32)
     assert failures == []
+    assert results["numbers"]["fp32"]["ok"]
+    assert (tmp_path / "check.md").exists()
