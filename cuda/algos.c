@@ -4,8 +4,9 @@
  * Each convolution's (algorithm, math type) is chosen once at create, at
  * max_batch:
  *   Find mode (default): cudnnFindConvolutionForwardAlgorithmEx times every
- *     candidate on the real tensors within a bounded workspace and the fastest
- *     that keeps the precision's math wins. Timings vary, so the choice is
+ *     candidate on the real weights and random activations (backend_cuda.c)
+ *     within a bounded workspace; the fastest deterministic one that keeps
+ *     the precision's math wins. Timings vary, so the choice is
  *     repeatable within a process, not across processes.
  *   Heuristic mode (FN_CUDA_CONV_ALGO=heuristic): cudnnGetConvolutionForwardAlgorithm_v7,
  *     no timing: the same algorithms for the same cuDNN version, card and shapes.
@@ -113,7 +114,8 @@ static int workspace_for(cuda_backend *cb, int i, cudnnConvolutionFwdAlgo_t algo
 }
 
 /* Picks an algorithm for conv op i at the batch its descriptors hold: the
- * first (fastest, for Find) candidate that ran, keeps the precision's math
+ * first (fastest, for Find) candidate that ran, is deterministic (scores are
+ * bit-repeatable: test_cuda_models checks it), keeps the precision's math
  * and whose re-queried workspace fits `limit` bytes. */
 static fn_status select_algo(cuda_backend *cb, int i, int find, void *ws, size_t ws_bytes, size_t limit,
                              cudnnConvolutionFwdAlgo_t *algo, cudnnMathType_t *math, size_t *mem)
@@ -151,8 +153,8 @@ static fn_status select_algo(cuda_backend *cb, int i, int find, void *ws, size_t
         }
         for (int j = 0; j < got; j++) {
             size_t need = 0;
-            if (perf[j].status == CUDNN_STATUS_SUCCESS && math_ok(cb->precision, perf[j].mathType) &&
-                workspace_for(cb, i, perf[j].algo, perf[j].mathType, &need) && need <= limit) {
+            if (perf[j].status == CUDNN_STATUS_SUCCESS && perf[j].determinism == CUDNN_DETERMINISTIC &&
+                math_ok(cb->precision, perf[j].mathType) && workspace_for(cb, i, perf[j].algo, perf[j].mathType, &need) && need <= limit) {
                 *algo = perf[j].algo, *math = perf[j].mathType, *mem = need;
                 free(perf);
                 return FN_OK;
@@ -160,7 +162,7 @@ static fn_status select_algo(cuda_backend *cb, int i, int find, void *ws, size_t
         }
     }
     free(perf);
-    /* Last resort: the implicit GEMMs, which need little or no workspace. */
+    /* Last resort: the implicit GEMMs, deterministic, with little or no workspace. */
     static const cudnnConvolutionFwdAlgo_t plain[] = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
                                                       CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
     for (int j = 0; j < 2; j++) {
@@ -253,7 +255,9 @@ static int same_conv(const net *nt, const net_op *a, const net_op *b)
 }
 
 /* Runs the first convolution once with the plainest algorithm, so that module
- * loading and first-call costs stay out of Find's timings. */
+ * loading and first-call costs stay out of Find's timings. Only a courtesy to
+ * the timings: cuDNN may refuse IMPLICIT_GEMM without workspace for some
+ * shapes and types (BF16 NHWC among them), and a refusal is not an error. */
 static fn_status warm_up(cuda_backend *cb)
 {
     const net *nt = cb->net;
@@ -264,9 +268,18 @@ static fn_status warm_up(cuda_backend *cb)
             continue;
         const float one = 1.0f, zero = 0.0f;
         CK_CUDNN(cudnnSetConvolutionMathType(p->cdesc, math_request(cb->precision)));
-        CK_CUDNN(cudnnConvolutionForward(cb->cudnn, &one, cb->tdesc[op->in], cu_tensor_ptr(cb, op->in), p->wdesc,
-                                         p->w, p->cdesc, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, NULL, 0, &zero,
-                                         cb->tdesc[op->out], cu_tensor_ptr(cb, op->out)));
+        cudnnStatus_t s = cudnnConvolutionForward(cb->cudnn, &one, cb->tdesc[op->in], cu_tensor_ptr(cb, op->in),
+                                                  p->wdesc, p->w, p->cdesc, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                  NULL, 0, &zero, cb->tdesc[op->out], cu_tensor_ptr(cb, op->out));
+        if (cu_cudnn_refused(s)) {
+            if (cb->verbose)
+                fprintf(stderr, "featurenorm cuda: warm-up on %s refused (%s); Find runs without it\n", op->name,
+                        cudnnGetErrorString(s));
+            (void)cudaGetLastError();
+            return FN_OK;
+        }
+        if (s != CUDNN_STATUS_SUCCESS)
+            return cu_cudnn_error(s, "cudnnConvolutionForward (warm-up)", __FILE__, __LINE__);
         CK_CUDA(cudaStreamSynchronize(cb->compute));
         return FN_OK;
     }

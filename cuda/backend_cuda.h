@@ -97,7 +97,8 @@ typedef struct cuda_backend {
 
     /* device memory shared by the slots (the compute stream alone uses it) */
     char *arena, *params;
-    float *in_f32;     /* the float API's input (TF32/FP16/BF16: before conversion) */
+    float *in_f32;     /* the float API's input, before conversion into the net's input */
+    cudaEvent_t in_f32_free; /* compute stream: the last batch's conversion has read in_f32 */
     float *lin_acc;    /* a linear layer's float accumulator, n x K */
     float *norm_scratch;
     void *clip;        /* ReAct: clipped features in the storage type */

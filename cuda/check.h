@@ -41,6 +41,13 @@ static inline fn_status cu_cudnn_error(cudnnStatus_t e, const char *call, const 
                    detail[0] ? ": " : "", detail);
 }
 
+/* A call cuDNN declined for these arguments (cuDNN 9 statuses are a category
+ * plus a detail): a cue to do it another way, not a failure. */
+static inline int cu_cudnn_refused(cudnnStatus_t e)
+{
+    return CUDNN_STATUS_CATEGORY(e) == CUDNN_STATUS_NOT_SUPPORTED || CUDNN_STATUS_CATEGORY(e) == CUDNN_STATUS_BAD_PARAM;
+}
+
 static inline fn_status cu_cublas_error(cublasStatus_t e, const char *call, const char *file, int line)
 {
     return fn_fail(e == CUBLAS_STATUS_ALLOC_FAILED ? FN_ERR_DEVICE_MEMORY : FN_ERR_DEVICE,

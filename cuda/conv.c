@@ -22,7 +22,7 @@ fn_status cu_run_conv(cuda_backend *cb, int i, int n, int fused)
             res ? res : y, p->bdesc, p->b_typed, op->act == ACT_RELU ? cb->relu : cb->identity, yd, y);
         if (s == CUDNN_STATUS_SUCCESS)
             return FN_OK;
-        if (CUDNN_STATUS_CATEGORY(s) == CUDNN_STATUS_NOT_SUPPORTED || CUDNN_STATUS_CATEGORY(s) == CUDNN_STATUS_BAD_PARAM)
+        if (cu_cudnn_refused(s))
             return fn_fail(FN_ERR_UNAVAILABLE, "cudnnConvolutionBiasActivationForward refused: %s",
                            cudnnGetErrorString(s));
         return cu_cudnn_error(s, "cudnnConvolutionBiasActivationForward", __FILE__, __LINE__);

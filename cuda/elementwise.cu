@@ -3,9 +3,11 @@
  *   add_act  act(x + res) (OP_ADD), act(x) (OP_ACT)
  *   scale    x * s, s per (image, channel) (squeeze-excitation) or per element
  *   clip     min(x, clip) for ReAct
+ *   uniform  pseudo-random values in [-1, 1): what Find times its candidates on
  *
  * Reference: oneDNN binary add/mul (with an eltwise post-op) and eltwise
- * (host/cpu/dnnl_ops.c); tests/test_cuda_ops.c cases add, act, scale, and ReAct. */
+ * (host/cpu/dnnl_ops.c); tests/test_cuda_ops.c cases add, act, scale, and ReAct;
+ * uniform has no CPU twin: test_cuda_ops' case fill checks its range and spread. */
 #include "common.cuh"
 
 template <typename T>
@@ -38,6 +40,30 @@ clip(const T *__restrict__ x, T *__restrict__ y, unsigned total, float c)
         float v = ld(x, i);
         st(y, i, v < c ? v : c); /* as the CPU: NaN becomes the clip value */
     }
+}
+
+/* A 32-bit mix of (i, seed) (the finaliser of MurmurHash3): enough to make
+ * every element differ, so that no algorithm is timed on all-equal data. */
+static __device__ __forceinline__ uint32_t mix(uint64_t i, uint32_t seed)
+{
+    uint32_t h = (uint32_t)i ^ (uint32_t)(i >> 32) * 0x9e3779b9u ^ seed;
+    h ^= h >> 16, h *= 0x85ebca6bu, h ^= h >> 13, h *= 0xc2b2ae35u, h ^= h >> 16;
+    return h;
+}
+
+template <typename T>
+static __global__ void __launch_bounds__(THREADS) uniform(T *__restrict__ y, size_t count, uint32_t seed)
+{
+    for (size_t i = (size_t)blockIdx.x * THREADS + threadIdx.x; i < count; i += (size_t)gridDim.x * THREADS)
+        st(y, i, (float)(mix(i, seed) >> 8) * (2.0f / 16777216.0f) - 1.0f); /* 24 bits: exact in float */
+}
+
+extern "C" cudaError_t cu_fill_uniform(void *y, size_t count, cu_dtype dtype, uint32_t seed, cudaStream_t stream)
+{
+    if (count == 0)
+        return cudaErrorInvalidValue;
+    DISPATCH(dtype, uniform<T><<<grid_for(count), THREADS, 0, stream>>>((T *)y, count, seed));
+    return cudaGetLastError();
 }
 
 extern "C" cudaError_t cu_add_act(const void *x, const void *res, void *y, cu_shape s, int act, float alpha,

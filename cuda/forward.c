@@ -143,14 +143,20 @@ static fn_status load_input(cuda_backend *cb, cu_slot *sl, int n, const float *x
     void *input = cu_tensor_ptr(cb, nt->input);
     const cu_shape shape = cu_shape_of(cb, nt->input, n);
     if (x) {
-        /* On the compute stream (earlier batches may still read the arena),
-         * then waited for: the caller may reuse x as soon as we return. */
-        void *dst = cb->dtype == CU_F32 && cb->layout == CU_NCHW ? input : (void *)cb->in_f32;
-        CK_CUDA(cudaMemcpyAsync(dst, x, values * sizeof(float), cudaMemcpyHostToDevice, cb->compute));
-        CK_CUDA(cudaEventRecord(sl->input_ready, cb->compute));
-        CK_CUDA(cudaEventSynchronize(sl->input_ready));
-        if (dst != input)
+        /* Pageable memory the caller may reuse once we return: the host waits
+         * for this copy alone, on the h2d stream, not for earlier batches'
+         * compute; in_f32 is free once the last conversion has read it. */
+        CK_CUDA(cudaStreamWaitEvent(cb->h2d, cb->in_f32_free, 0));
+        CK_CUDA(cudaMemcpyAsync(cb->in_f32, x, values * sizeof(float), cudaMemcpyHostToDevice, cb->h2d));
+        CK_CUDA(cudaEventRecord(sl->input_ready, cb->h2d));
+        CK_CUDA(cudaStreamWaitEvent(cb->compute, sl->input_ready, 0));
+        if (cb->dtype == CU_F32 && cb->layout == CU_NCHW) /* the arena may still be in use: copy in order */
+            CK_CUDA(cudaMemcpyAsync(input, cb->in_f32, values * sizeof(float), cudaMemcpyDeviceToDevice,
+                                    cb->compute));
+        else
             CK_CUDA(cu_convert_nchw_f32(cb->in_f32, input, shape, cb->compute));
+        CK_CUDA(cudaEventRecord(cb->in_f32_free, cb->compute));
+        CK_CUDA(cudaEventSynchronize(sl->input_ready));
         return FN_OK;
     }
     CK_CUDA(cudaStreamWaitEvent(cb->h2d, sl->done, 0)); /* the slot's last batch has left */

@@ -11,7 +11,7 @@
  *   preprocess.cu  uint8 / float input -> the net's input tensor; host rounding
  *   epilogue.cu    bias + residual + activation after a conv or GEMM; affine
  *   pool.cu        max pool, adaptive average pool, k x k average pool
- *   elementwise.cu add (+act), activation, scale (broadcast or elementwise), clip
+ *   elementwise.cu add (+act), activation, scale (broadcast or elementwise), clip, uniform fill
  *   channels.cu    option-A shortcut, channel concat, float rows for the host
  *   norms.cu       FeatureNorm of a tapped tensor
  *
@@ -109,6 +109,10 @@ cudaError_t cu_scale(const void *x, const void *sc, void *y, cu_shape s, int bro
 
 /* y = min(x, clip) elementwise over count values of dtype (ReAct). */
 cudaError_t cu_clip(const void *x, void *y, size_t count, cu_dtype dtype, float clip, cudaStream_t stream);
+
+/* count values of dtype, uniform in [-1, 1) from (index, seed): the same
+ * values for the same seed. Any count (not limited to 31 bits). */
+cudaError_t cu_fill_uniform(void *y, size_t count, cu_dtype dtype, uint32_t seed, cudaStream_t stream);
 
 /* ---- channels.cu -------------------------------------------------------- */
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "hash.h"
@@ -302,6 +303,64 @@ static fn_status forward(fn_model *m, int n, const float *x, const uint8_t *x_u8
     FN_TRY(m->be->collect(m->be, 0, &r));
     return deliver(m, &r, out);
 }
+/* As pass_run keeps them: S - 1 batches on the backend while (in a run) the
+ * decode threads fill the last slot. Every slot holds the images already,
+ * so nothing is copied between batches; scores are computed as score does. */
+static fn_status time_batches(fn_model *m, int n, int batches, const fn_outputs *out)
+{
+    backend *be = m->be;
+    const backend_request rq = {.n = n};
+    int submitted = 0, collected = 0;
+    fn_status st = FN_OK;
+    while (collected < submitted || (st == FN_OK && submitted < batches)) {
+        if (st == FN_OK && submitted < batches && submitted - collected < be->slots - 1) {
+            st = be->submit(be, submitted++ % be->slots, &rq);
+            continue;
+        }
+        backend_result r;
+        fn_status c = be->collect(be, collected++ % be->slots, &r); /* after a failure: drain */
+        if (st == FN_OK && (st = c) == FN_OK)
+            st = deliver(m, &r, out);
+    }
+    return st;
+}
+
+static double wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+fn_status fn_model_time(fn_model *m, int n, const uint8_t *images, int batches, double *seconds)
+{
+    if (!m || !images || !seconds)
+        return fn_fail(FN_ERR_INVALID_ARG, "fn_model_time: NULL argument");
+    if (!m->be)
+        return fn_fail(FN_ERR_INVALID_ARG, "%s: the model was loaded without weights", m->net.arch);
+    if (n < 1 || n > m->max_batch || batches < 1)
+        return fn_fail(FN_ERR_SHAPE, "%d batches of %d images; this model takes 1 to %d (max_batch)", batches, n,
+                       m->max_batch);
+    const size_t bytes = (size_t)n * m->net.input_size * m->net.input_size * 3;
+    for (int s = 0; s < m->be->slots; s++)
+        memcpy(m->be->input(m->be, s), images, bytes);
+    float *norms = malloc(sizeof(float) * (size_t)n * m->net.n_blocks);
+    float *scores = malloc(sizeof(float) * (size_t)n * fn_score_count());
+    fn_status st = FN_ERR_NO_MEMORY;
+    if (norms && scores) {
+        fn_outputs out;
+        fn_outputs_init(&out);
+        out.norms = norms, out.scores = scores;
+        const double t0 = wall_seconds();
+        st = time_batches(m, n, batches, &out);
+        *seconds = wall_seconds() - t0;
+    } else {
+        fn_fail(st, "out of host memory for the outputs of %d images", n);
+    }
+    free(norms), free(scores);
+    return st;
+}
+
 fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out)
 {
     return forward(m, n, images, NULL, out);

@@ -175,6 +175,11 @@ FN_API void fn_outputs_init(fn_outputs *o); /* all NULL, block -1, no ReAct, def
 FN_API fn_status fn_model_forward(fn_model *m, int n, const float *images, fn_outputs *out);
 /* images: n x S x S x 3 RGB bytes; normalised inside (on the device for CUDA). */
 FN_API fn_status fn_model_forward_u8(fn_model *m, int n, const uint8_t *images, fn_outputs *out);
+/* Wall seconds of `batches` forward passes of the same n images (as for
+ * fn_model_forward_u8) run as fn_score_dataset runs them: the backend's slots
+ * in flight (on a GPU one batch's copies overlap another's compute), every
+ * score on the host, no decoding. `featurenorm bench` prints n * batches / seconds. */
+FN_API fn_status fn_model_time(fn_model *m, int n, const uint8_t *images, int batches, double *seconds);
 
 /* ---- datasets ----------------------------------------------------------- */
 
