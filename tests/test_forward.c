@@ -92,6 +92,15 @@ static void run_case(const char *dir, const char *name, const json *meta)
         REQUIRE_OK(fn_model_forward_u8(m, n, input_u8.bytes, &out8));
         compare("norms(u8)", name, g_norms, &norms);
         compare("logits(u8)", name, g_logits, &logits);
+        /* fn_model_time: the same batch through the slots, checked arguments */
+        double sec = -1;
+        REQUIRE_OK(fn_model_time(m, n, input_u8.bytes, 3, &sec));
+        CHECK_MSG(sec > 0, "%s: fn_model_time gave %g s", name, sec);
+        CHECK_MSG(fn_model_time(m, n, input_u8.bytes, 0, &sec) == FN_ERR_SHAPE, "%s: 0 batches accepted", name);
+        CHECK_MSG(fn_model_time(m, 0, input_u8.bytes, 1, &sec) == FN_ERR_SHAPE, "%s: 0 images accepted", name);
+        /* the slots now hold the timed images: the next forward must not care */
+        REQUIRE_OK(fn_model_forward_u8(m, n, input_u8.bytes, &out8));
+        compare("logits(u8, after timing)", name, g_logits, &logits);
     }
     free(x), free(g_norms), free(g_logits), free(g_feat), free(g_react), free(g_scores);
     npy_free(&input), npy_free(&input_u8), npy_free(&norms), npy_free(&logits);
