@@ -55,7 +55,7 @@ static fn_status set_tensor_descs(cuda_backend *cb, int n)
     const cudnnTensorFormat_t fmt = cb->layout == CU_NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     for (int t = 0; t < nt->n_tensors; t++) {
         const net_tensor *x = &nt->tensors[t];
-        CK_CUDNN(cudnnSetTensor4dDescriptor(cb->tdesc[t], fmt, cb->cudnn_type, n, x->c, x->h, x->w));
+        CK_CUDNN(cudnnSetTensor4dDescriptor(cb->tdesc[t], fmt, cb->cudnn_type, n, cu_channels(cb, t), x->h, x->w));
     }
     return FN_OK;
 }
@@ -78,10 +78,10 @@ fn_status cu_create_descriptors(cuda_backend *cb)
         op_plan *p = &cb->ops[i];
         if (op->kind != OP_CONV)
             continue;
-        const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
+        const net_tensor *out = &nt->tensors[op->out];
         CK_CUDNN(cudnnCreateFilterDescriptor(&p->wdesc));
-        CK_CUDNN(cudnnSetFilter4dDescriptor(p->wdesc, cb->cudnn_type, fmt, out->c, in->c / op->groups, op->k,
-                                            op->k));
+        CK_CUDNN(cudnnSetFilter4dDescriptor(p->wdesc, cb->cudnn_type, fmt, out->c, cu_channels(cb, op->in) / op->groups,
+                                            op->k, op->k));
         CK_CUDNN(cudnnCreateConvolutionDescriptor(&p->cdesc));
         /* float accumulation for every storage type (PSEUDO_HALF/BF16 configs) */
         CK_CUDNN(cudnnSetConvolution2dDescriptor(p->cdesc, op->pad, op->pad, op->stride, op->stride, 1, 1,
@@ -246,11 +246,12 @@ fn_status cu_set_batch(cuda_backend *cb, int n)
     return FN_OK;
 }
 
-static int same_conv(const net *nt, const net_op *a, const net_op *b)
+static int same_conv(const cuda_backend *cb, const net_op *a, const net_op *b)
 {
+    const net *nt = cb->net;
     const net_tensor *ai = &nt->tensors[a->in], *bi = &nt->tensors[b->in];
-    return ai->c == bi->c && ai->h == bi->h && ai->w == bi->w && nt->tensors[a->out].c == nt->tensors[b->out].c &&
-           a->k == b->k && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups &&
+    return cu_channels(cb, a->in) == cu_channels(cb, b->in) && ai->h == bi->h && ai->w == bi->w &&
+           nt->tensors[a->out].c == nt->tensors[b->out].c && a->k == b->k && a->stride == b->stride && a->pad == b->pad && a->groups == b->groups &&
            a->act == b->act && (a->res >= 0) == (b->res >= 0);
 }
 
@@ -320,7 +321,7 @@ fn_status cu_choose_algorithms(cuda_backend *cb)
             continue;
         int twin = -1; /* an earlier layer with the same problem: same answer */
         for (int j = 0; j < i && twin < 0; j++)
-            if (nt->ops[j].kind == OP_CONV && same_conv(nt, op, &nt->ops[j]))
+            if (nt->ops[j].kind == OP_CONV && same_conv(cb, op, &nt->ops[j]))
                 twin = j;
         if (twin >= 0) {
             const op_plan *t = &cb->ops[twin];

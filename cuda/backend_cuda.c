@@ -14,6 +14,7 @@
  *   FN_CUDA_NO_FUSE=1         never cuDNN's fused bias + activation
  *   FN_CUDA_CONV_ALGO=heuristic  cuDNN's heuristics instead of timing (Find)
  *   FN_CUDA_WORKSPACE_MB=N    caps the convolution workspace (default 1024)
+ *   FN_CUDA_STEM_PAD=0        keep the NHWC input at 3 channels (device.c)
  *   FN_CUDA_SYNC=1            synchronise after every op and name a failing one */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ static void cuda_destroy(backend *self)
     if (cb->identity) cudnnDestroyActivationDescriptor(cb->identity);
     if (cb->cudnn) cudnnDestroy(cb->cudnn);
     if (cb->cublas) cublasDestroy(cb->cublas);
-    void *dev[] = {cb->arena, cb->params, cb->in_f32, cb->lin_acc, cb->norm_scratch, cb->clip, cb->workspace,
+    void *dev[] = {cb->arena, cb->params, cb->in_padded, cb->in_f32, cb->lin_acc, cb->norm_scratch, cb->clip, cb->workspace,
                    cb->cublas_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
         if (dev[i])
@@ -108,6 +109,8 @@ static fn_status allocate(cuda_backend *cb)
     FN_TRY(cu_dev_alloc(cb, (void **)&cb->arena, arena, "the activation arena"));
     FN_TRY(cu_dev_alloc(cb, (void **)&cb->params, cb->params_bytes, "the weights"));
     FN_TRY(cu_dev_alloc(cb, (void **)&cb->in_f32, in * sizeof(float), "the float input buffer"));
+    if (cb->in_c > 3)
+        FN_TRY(cu_dev_alloc(cb, &cb->in_padded, B * cb->in_c * S * S * cb->esize, "the padded input"));
     FN_TRY(cu_dev_alloc(cb, (void **)&cb->lin_acc, B * widest_linear * 4, "the linear accumulator"));
     FN_TRY(cu_dev_alloc(cb, (void **)&cb->norm_scratch, norm_floats * 4 + 4, "the norm scratch"));
     FN_TRY(cu_dev_alloc(cb, &cb->clip, B * nt->feature_dim * cb->esize, "the ReAct buffer"));
@@ -129,6 +132,8 @@ static fn_status allocate(cuda_backend *cb)
      * zeros tensor cores draw less power and run faster, which would flatter
      * some algorithms over others). */
     CK_CUDA(cu_fill_uniform(cb->arena, arena / cb->esize, cb->dtype, 0x5eed, cb->compute));
+    if (cb->in_padded)
+        CK_CUDA(cu_fill_uniform(cb->in_padded, B * cb->in_c * S * S, cb->dtype, 0x5eee, cb->compute));
     CK_CUDA(cudaEventCreateWithFlags(&cb->in_f32_free, cudaEventDisableTiming));
     return FN_OK;
 }
@@ -173,6 +178,7 @@ fn_status cuda_backend_create(const net *nt, const backend_config *cfg, backend 
     cb->esize = cu_dtype_size(cb->dtype);
     net_input_table(nt, cb->table);
     CK_GOTO(check_net(cb), fail);
+    cb->in_c = cu_input_channels(cb);
     if (!(cb->ops = fn_calloc((size_t)nt->n_ops, sizeof *cb->ops))) {
         st = FN_ERR_NO_MEMORY;
         goto fail;
@@ -194,6 +200,8 @@ fn_status cuda_backend_create(const net *nt, const backend_config *cfg, backend 
     snprintf(cb->base.device, sizeof cb->base.device, "%.80s, cuDNN %zu.%zu.%zu, %s %s%s", prop.name,
              dnn / 10000, dnn % 10000 / 100, dnn % 100, fn_precision_name(cb->precision),
              cb->layout == CU_NHWC ? "NHWC" : "NCHW", cb->heuristic ? ", heuristic algorithms" : "");
+    if (cb->verbose && cb->in_c > 3)
+        fprintf(stderr, "featurenorm cuda: the stem's input padded to %d channels\n", cb->in_c);
     CK_CUDA_GOTO(cudaStreamCreateWithFlags(&cb->compute, cudaStreamNonBlocking), fail);
     CK_CUDA_GOTO(cudaStreamCreateWithFlags(&cb->h2d, cudaStreamNonBlocking), fail);
     CK_CUDA_GOTO(cudaStreamCreateWithFlags(&cb->d2h, cudaStreamNonBlocking), fail);

@@ -82,6 +82,7 @@ typedef struct cuda_backend {
     cu_dtype dtype;
     cu_layout layout;
     size_t esize;
+    int in_c;          /* channels of the net's input on the device: 3, or padded (device.c) */
     cudnnDataType_t cudnn_type;
     cudaDataType_t blas_type;
     float table[3][256];
@@ -97,6 +98,7 @@ typedef struct cuda_backend {
 
     /* device memory shared by the slots (the compute stream alone uses it) */
     char *arena, *params;
+    void *in_padded;   /* the net's input when in_c > 3 (outside the arena, planned for 3) */
     float *in_f32;     /* the float API's input, before conversion into the net's input */
     cudaEvent_t in_f32_free; /* compute stream: the last batch's conversion has read in_f32 */
     float *lin_acc;    /* a linear layer's float accumulator, n x K */
@@ -112,6 +114,8 @@ typedef struct cuda_backend {
 
 /* device.c */
 size_t cu_take(size_t *top, size_t bytes);
+int cu_input_channels(const cuda_backend *cb);
+int cu_channels(const cuda_backend *cb, int t);
 void *cu_tensor_ptr(const cuda_backend *cb, int t);
 cu_shape cu_shape_of(const cuda_backend *cb, int t, int n);
 int cu_env_flag(const char *name);

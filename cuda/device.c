@@ -17,15 +17,45 @@ size_t cu_take(size_t *top, size_t bytes)
     return at;
 }
 
+/* The stem's input channels on the device. NHWC tensor-core convolutions
+ * want 16 bytes a pixel (8 half values, 4 floats); an RGB input has 3, so
+ * it is padded with zero channels (and the stem's filters with zero
+ * weights) when only convolutions of one group read it. FP32 (NCHW) and
+ * FN_CUDA_STEM_PAD=0 keep 3. */
+int cu_input_channels(const cuda_backend *cb)
+{
+    const net *nt = cb->net;
+    const char *v = getenv("FN_CUDA_STEM_PAD");
+    if (cb->layout != CU_NHWC || (v && !strcmp(v, "0")))
+        return 3;
+    for (int i = 0; i < nt->n_ops; i++) {
+        const net_op *op = &nt->ops[i];
+        int reads = op->in == nt->input || op->res == nt->input;
+        for (int j = 0; j < op->n_cat && !reads; j++)
+            reads = op->cat[j] == nt->input;
+        if (reads && (op->kind != OP_CONV || op->in != nt->input || op->groups != 1))
+            return 3;
+    }
+    return (int)(16 / cb->esize);
+}
+
+/* Channels of tensor t as the device holds it. */
+int cu_channels(const cuda_backend *cb, int t)
+{
+    return t == cb->net->input ? cb->in_c : cb->net->tensors[t].c;
+}
+
 void *cu_tensor_ptr(const cuda_backend *cb, int t)
 {
+    if (t == cb->net->input && cb->in_padded)
+        return cb->in_padded;
     return cb->arena + cb->net->tensors[t].offset * (size_t)cb->max_batch * cb->esize;
 }
 
 cu_shape cu_shape_of(const cuda_backend *cb, int t, int n)
 {
     const net_tensor *x = &cb->net->tensors[t];
-    cu_shape s = {n, x->c, x->h, x->w, cb->dtype, cb->layout};
+    cu_shape s = {n, cu_channels(cb, t), x->h, x->w, cb->dtype, cb->layout};
     return s;
 }
 
@@ -140,8 +170,8 @@ size_t cu_scratch_bytes(const cuda_backend *cb, int b, size_t *norm_floats)
     return cu_take(&top, 0);
 }
 
-/* Device bytes that grow with the batch: arena, scratch, the float input and
- * every slot's input and outputs. */
+/* Device bytes that grow with the batch: arena, scratch, the float input, the
+ * padded input and every slot's input and outputs. */
 size_t cu_batch_bytes(const cuda_backend *cb, int b)
 {
     const net *nt = cb->net;
@@ -150,6 +180,8 @@ size_t cu_batch_bytes(const cuda_backend *cb, int b)
     cu_take(&top, nt->arena_elems * (size_t)b * cb->esize);
     cu_take(&top, cu_scratch_bytes(cb, b, NULL));
     cu_take(&top, in * sizeof(float));
+    if (cb->in_c > 3)
+        cu_take(&top, (size_t)b * cb->in_c * S * S * cb->esize);
     for (int s = 0; s < CUDA_SLOTS; s++) {
         cu_take(&top, in);
         cu_take(&top, cu_plan_outputs(nt, b).bytes);
@@ -237,6 +269,8 @@ fn_status cu_check_int32(const cuda_backend *cb)
             most = net_tensor_elems(nt, t), worst = t;
     if ((size_t)nt->feature_dim > most)
         most = (size_t)nt->feature_dim;
+    if ((size_t)cb->in_c * nt->input_size * nt->input_size > most) /* the padded input */
+        most = (size_t)cb->in_c * nt->input_size * nt->input_size, worst = nt->input;
     if (most * (size_t)cb->max_batch <= 2147483647u)
         return FN_OK;
     const net_tensor *x = &nt->tensors[worst];

@@ -154,7 +154,7 @@ static fn_status load_input(cuda_backend *cb, cu_slot *sl, int n, const float *x
             CK_CUDA(cudaMemcpyAsync(input, cb->in_f32, values * sizeof(float), cudaMemcpyDeviceToDevice,
                                     cb->compute));
         else
-            CK_CUDA(cu_convert_nchw_f32(cb->in_f32, input, shape, cb->compute));
+            CK_CUDA(cu_convert_nchw_f32(cb->in_f32, 3, input, shape, cb->compute));
         CK_CUDA(cudaEventRecord(cb->in_f32_free, cb->compute));
         CK_CUDA(cudaEventSynchronize(sl->input_ready));
         return FN_OK;

@@ -51,14 +51,16 @@ static inline size_t cu_dtype_size(cu_dtype t) { return t == CU_F32 ? 4 : 2; }
 /* ---- preprocess.cu ------------------------------------------------------ */
 
 /* uint8 RGB, n x S x S x 3 (HWC per image), into the network's input tensor
- * (3 x S x S) using table[c][v], the exact float normalisation of byte v in
- * channel c (net_input_table): FP32 results equal the CPU's bit for bit. */
+ * (3 x S x S; NHWC may have dst_shape.c > 3 channels, the rest set to zero)
+ * using table[c][v], the exact float normalisation of byte v in channel c
+ * (net_input_table): FP32 results equal the CPU's bit for bit. */
 cudaError_t cu_preprocess_u8(const uint8_t *src, void *dst, cu_shape dst_shape, const float table[3][256],
                              cudaStream_t stream);
 
-/* float NCHW (n x c x h x w, already normalised) into a tensor of dst_shape's
- * dtype and layout (rounded to nearest). */
-cudaError_t cu_convert_nchw_f32(const float *src, void *dst, cu_shape dst_shape, cudaStream_t stream);
+/* float NCHW (n x src_c x h x w, already normalised) into a tensor of
+ * dst_shape's dtype and layout (rounded to nearest); NHWC may have more
+ * channels than src_c, set to zero. */
+cudaError_t cu_convert_nchw_f32(const float *src, int src_c, void *dst, cu_shape dst_shape, cudaStream_t stream);
 
 /* Host-side rounding of floats to FP16/BF16 (round to nearest even), the same
  * conversion the device intrinsics do. dst holds count 16-bit values. */

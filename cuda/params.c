@@ -2,8 +2,9 @@
  * convolution weights in the storage type and the layout's filter order (KCRS
  * for NCHW, KRSC for NHWC), float biases (plus a storage-type copy for cuDNN's
  * fused call), linear weights with their columns in the activation layout's
- * flatten order. FP16/BF16 rounding happens on the host, round to nearest
- * even, exactly as the device intrinsics round. */
+ * flatten order; the padded stem's filters with zero weights for the zero
+ * input channels (device.c, cu_input_channels). FP16/BF16 rounding happens
+ * on the host, round to nearest even, exactly as the device intrinsics round. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,7 @@ size_t cu_plan_params(cuda_backend *cb)
     for (int i = 0; i < nt->n_ops; i++) {
         const net_op *op = &nt->ops[i];
         op_plan *p = &cb->ops[i];
-        const size_t cin = (size_t)nt->tensors[op->in].c, cout = (size_t)nt->tensors[op->out].c;
+        const size_t cin = (size_t)cu_channels(cb, op->in), cout = (size_t)nt->tensors[op->out].c;
         if (op->kind == OP_CONV) {
             p->w_at = cu_take(&top, cout * (cin / op->groups) * op->k * op->k * cb->esize);
             p->b_at = cu_take(&top, cout * 4);
@@ -61,8 +62,9 @@ fn_status cu_upload_params(cuda_backend *cb)
         op_plan *p = &cb->ops[i];
         const net_tensor *in = &nt->tensors[op->in], *out = &nt->tensors[op->out];
         if (op->kind == OP_CONV) {
+            /* cd >= cin: the padded stem's extra input channels get zero weights */
             const size_t cin = (size_t)(in->c / op->groups), kk = (size_t)op->k * op->k;
-            const size_t count = (size_t)out->c * cin * kk;
+            const size_t cd = (size_t)(cu_channels(cb, op->in) / op->groups), count = (size_t)out->c * cd * kk;
             const float *w = op->w;
             if (nhwc) { /* KCRS -> KRSC */
                 if (count > tmp_size) {
@@ -73,10 +75,11 @@ fn_status cu_upload_params(cuda_backend *cb)
                     }
                     tmp_size = count;
                 }
+                memset(tmp, 0, count * sizeof(float));
                 for (size_t o = 0; o < (size_t)out->c; o++)
                     for (size_t c = 0; c < cin; c++)
                         for (size_t r = 0; r < kk; r++)
-                            tmp[(o * kk + r) * cin + c] = op->w[(o * cin + c) * kk + r];
+                            tmp[(o * kk + r) * cd + c] = op->w[(o * cin + c) * kk + r];
                 w = tmp;
             }
             put_values(cb, host + p->w_at, w, count);

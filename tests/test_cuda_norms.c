@@ -225,6 +225,22 @@ static void test_norms(void)
 
 /* ---- preprocessing ------------------------------------------------------------------ */
 
+/* Whether channels [from, s.c) of the host copy are all zero bits. */
+static int zero_beyond(const char *host, cu_shape s, int from, const char *what)
+{
+    const size_t es = cu_dtype_size(s.dtype), pixels = (size_t)s.n * s.h * s.w;
+    static const char zeros[4];
+    for (size_t q = 0; q < pixels; q++)
+        for (int c = from; c < s.c; c++)
+            if (memcmp(host + (q * s.c + c) * es, zeros, es) != 0) {
+                fprintf(stderr, "%s %s, %d channels: pixel %zu channel %d is not zero\n", what, dt_name[s.dtype],
+                        s.c, q, c);
+                test_failures++;
+                return 0;
+            }
+    return 1;
+}
+
 static void test_preprocess(void)
 {
     net nt;
@@ -242,16 +258,19 @@ static void test_preprocess(void)
     uint8_t *dev_bytes;
     CUDA_OK(cudaMalloc((void **)&dev_bytes, pixels * 3));
     CUDA_OK(cudaMemcpy(dev_bytes, bytes, pixels * 3, cudaMemcpyHostToDevice));
+    /* NHWC also padded to 8 channels (the stem's input): the extra ones zero */
     for (int dt = 0; dt < 3; dt++)
-        for (int lay = 0; lay < 2; lay++) {
-            cu_shape s = {n, 3, S, S, (cu_dtype)dt, (cu_layout)lay};
+        for (int lay = 0; lay < 3; lay++) {
+            const int C = lay == 2 ? 8 : 3;
+            cu_shape s = {n, C, S, S, (cu_dtype)dt, lay ? CU_NHWC : CU_NCHW};
             const size_t es = cu_dtype_size(s.dtype);
             void *dev;
-            CUDA_OK(cudaMalloc(&dev, pixels * 3 * es));
+            CUDA_OK(cudaMalloc(&dev, pixels * C * es));
+            CUDA_OK(cudaMemset(dev, 0xff, pixels * C * es)); /* NaN everywhere: zeros must be written */
             CUDA_OK(cu_preprocess_u8(dev_bytes, dev, s, (const float(*)[256])table, 0));
-            char *got = malloc(pixels * 3 * es);
-            CUDA_OK(cudaMemcpy(got, dev, pixels * 3 * es, cudaMemcpyDeviceToHost));
-            int bad = 0;
+            char *got = malloc(pixels * C * es);
+            CUDA_OK(cudaMemcpy(got, dev, pixels * C * es, cudaMemcpyDeviceToHost));
+            int bad = !zero_beyond(got, s, 3, "preprocess");
             for (size_t q = 0; q < pixels && !bad; q++)
                 for (int c = 0; c < 3; c++) {
                     size_t i = q / (S * S), p = q % (S * S), h = p / S, w = p % S;
@@ -263,7 +282,7 @@ static void test_preprocess(void)
                         cu_round_to_half(&want, want_bits, 1, s.dtype);
                     if (memcmp(got + at(s, i, c, h, w) * es, want_bits, es) != 0) {
                         fprintf(stderr, "preprocess %s %s: pixel %zu channel %d: %.9g, table %.9g\n",
-                                dt_name[dt], lay ? "NHWC" : "NCHW", q, c, value_at(got, at(s, i, c, h, w), s.dtype),
+                                dt_name[dt], lay == 2 ? "NHWC/8" : lay ? "NHWC" : "NCHW", q, c, value_at(got, at(s, i, c, h, w), s.dtype),
                                 want);
                         bad = 1;
                         test_failures++;
@@ -277,8 +296,10 @@ static void test_preprocess(void)
             float *dev_f;
             CUDA_OK(cudaMalloc((void **)&dev_f, sizeof(float) * pixels * 3));
             CUDA_OK(cudaMemcpy(dev_f, x, sizeof(float) * pixels * 3, cudaMemcpyHostToDevice));
-            CUDA_OK(cu_convert_nchw_f32(dev_f, dev, s, 0));
-            CUDA_OK(cudaMemcpy(got, dev, pixels * 3 * es, cudaMemcpyDeviceToHost));
+            CUDA_OK(cudaMemset(dev, 0xff, pixels * C * es));
+            CUDA_OK(cu_convert_nchw_f32(dev_f, 3, dev, s, 0));
+            CUDA_OK(cudaMemcpy(got, dev, pixels * C * es, cudaMemcpyDeviceToHost));
+            zero_beyond(got, s, 3, "convert");
             for (size_t k = 0; k < pixels * 3; k++) {
                 size_t i = k / (3 * S * S), c = k / (S * S) % 3, h = k / S % S, w = k % S;
                 unsigned char want_bits[4];
@@ -287,7 +308,8 @@ static void test_preprocess(void)
                 else
                     cu_round_to_half(&x[k], want_bits, 1, s.dtype);
                 if (memcmp(got + at(s, i, c, h, w) * es, want_bits, es) != 0) {
-                    fprintf(stderr, "convert %s %s: element %zu differs\n", dt_name[dt], lay ? "NHWC" : "NCHW", k);
+                    fprintf(stderr, "convert %s %s: element %zu differs\n", dt_name[dt],
+                            lay == 2 ? "NHWC/8" : lay ? "NHWC" : "NCHW", k);
                     test_failures++;
                     break;
                 }
@@ -298,7 +320,7 @@ static void test_preprocess(void)
         }
     free(bytes);
     CUDA_OK(cudaFree(dev_bytes));
-    printf("  preprocess: bit-exact in 6 dtype/layout pairs\n");
+    printf("  preprocess: bit-exact in 9 dtype/layout pairs (NHWC also padded to 8 channels)\n");
 }
 
 /* ---- elementwise ops -------------------------------------------------------------------- */
