@@ -80,6 +80,7 @@ _PROTOS = {
     "fn_outputs_init": (None, [_P]),
     "fn_model_forward": (ctypes.c_int, [_P, ctypes.c_int, _P, _P]),
     "fn_model_forward_u8": (ctypes.c_int, [_P, ctypes.c_int, _P, _P]),
+    "fn_model_time": (ctypes.c_int, [_P, ctypes.c_int, _P, ctypes.c_int, ctypes.POINTER(ctypes.c_double)]),
     "fn_dataset_options_init": (None, [_P]),
     "fn_dataset_open": (ctypes.c_int, [ctypes.c_char_p, _P, ctypes.POINTER(_P)]),
     "fn_dataset_from_images": (ctypes.c_int, [_P, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, _P,

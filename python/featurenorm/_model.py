@@ -250,6 +250,19 @@ class Model:
                 out[text(lib.fn_score_name(j))] = scores[:, j].copy()
         return out
 
+    def time(self, images, batches=10):
+        """Wall seconds of `batches` forward passes of one batch of uint8
+        images (N x S x S x 3, N at most the model's batch) run as score runs
+        them: batches in flight, every score computed, no decoding. N *
+        batches / seconds is the forward throughput (featurenorm bench)."""
+        a, forward = self._images(images)
+        if forward is not lib.fn_model_forward_u8:
+            raise Error("FN_ERR_SHAPE", "time: images must be uint8 N x S x S x 3 RGB bytes")
+        seconds = ctypes.c_double(0)
+        check(lib.fn_model_time(self._handle, a.shape[0], a.ctypes.data_as(ctypes.c_void_p), int(batches),
+                                ctypes.byref(seconds)))
+        return seconds.value
+
     # ---- dataset passes ---------------------------------------------------
     def _run(self, batch=0, preset=None, decode_threads=0, strict=False, progress=True, profile=False,
              seed=0, react_percentile=90.0, checkpoint=None, resume=False, checkpoint_every=0, **score):

@@ -68,6 +68,19 @@ def test_score_matches_cli(model, exe, image_set, tmp_path):
     assert list(arrays["path"]) == [f"array#{i}" for i in range(len(images))]
 
 
+def test_time(fn, model, image_set):
+    """Model.time runs batches through the slots (fn_model_time): positive
+    seconds, bytes only, and the model still forwards the same after it."""
+    images, _ = image_set
+    before = model.forward(images)
+    assert model.time(images[:4], batches=3) > 0
+    with pytest.raises(fn.Error):
+        model.time(images.astype(np.float32))
+    with pytest.raises(fn.Error):
+        model.time(images[:4], batches=0)
+    np.testing.assert_array_equal(model.forward(images)["norms"], before["norms"])
+
+
 def test_float_input_matches_u8(model, image_set):
     """float32 N x 3 x S x S, normalised by the caller as the library does for bytes."""
     images, _ = image_set
