@@ -19,6 +19,10 @@ hits all sides alike instead of one whole side.
            forward, norms, scores): `featurenorm score` vs a PyTorch DataLoader
            (PIL, 2 workers) with the same preprocessing and hooks
   memory   peak RSS of `featurenorm bench` for ResNet-50, load + one batch of 64 at 224
+  zoo      torchvision classifiers from ONNX (--zoo, default regnet_y_400mf; random
+           weights and BatchNorm statistics, opset 13): `featurenorm bench --model
+           --blocks auto` vs PyTorch fp32 channels_last with hooks on the same blocks
+           (each block tensor's ONNX scope names its module)
 
 GFLOP/s count a multiply-add as 2 FLOPs over the convolutions and linear layers.
 Peak = cores x FMA units per core x lanes x 2 x clock, with lanes 16 when the CPU
@@ -217,6 +221,13 @@ def worker(a):
         return worker_openvino(a, a.worker == "ov_bf16")
     if a.worker == "torch_score":
         return worker_torch_score(a)
+    if a.worker == "fn_zoo":
+        ms = fn_run([a.featurenorm, "bench", "--model", zoo_files(a)["onnx"], "--blocks", "auto", "--backend", "cpu",
+                     "--threads", str(a.threads), "--batch", str(a.batch), "--iters", str(a.iters),
+                     "--warmup", str(a.warmup)]).split("(")[-1].split(" ms")
+        return a.batch * 1e3 / float(ms[1].split(", ")[-1] if a.cpu_time else ms[0])
+    if a.worker == "torch_zoo":
+        return worker_torch_zoo(a)
     raise SystemExit(f"unknown worker {a.worker}")
 
 
@@ -268,6 +279,104 @@ def prepare(a):
     return flops
 
 
+def zoo_files(a):
+    return {k: os.path.join(a.tmp, f"{a.arch}.{k}") for k in ("onnx", "pt", "blocks.json")}
+
+
+def zoo_module(tensor, chw, shapes):
+    """The module whose output is the ONNX tensor: its scope ("/a/b/c/Relu_output_0"
+    is module a.b.c, or c when the scope holds full names); a module called twice
+    ("relu_1": a block's shared ReLU, applied last) stands for its block, the parent.
+    The output shape must be the block's C x H x W (shapes: first-call outputs)."""
+    import re
+    scope = tensor.split("/")[1:-1]
+    tries = [".".join(scope), scope[-1] if scope else ""]
+    if scope and re.search(r"_\d+$", scope[-1]):
+        tries += [".".join(scope[:-1]), scope[-2] if len(scope) > 1 else ""]
+    return next((m for m in tries if shapes.get(m) == chw), None)
+
+
+def prepare_zoo(a):
+    """torchvision's a.arch with random weights and BatchNorm statistics, its
+    ONNX export, the modules of the blocks `--blocks auto` picks; FLOPs."""
+    import torch
+    import torchvision
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, a.arch)()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    f = zoo_files(a)
+    torch.save(model.state_dict(), f["pt"])
+    x = torch.zeros(1, 3, a.size, a.size)
+    import warnings
+    warnings.simplefilter("ignore")
+    torch.onnx.export(model, x, f["onnx"], input_names=["x"], output_names=["logits"], opset_version=13,
+                      dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}})
+    info = fn_run([a.featurenorm, "info", "--model", f["onnx"], "--blocks", "auto", "--backend", "cpu"])
+    rows = [l.split() for l in info.splitlines()]  # with --blocks auto, info lists the chosen blocks
+    blocks = [(r[1], tuple(int(v) for v in r[2::2][:3])) for r in rows if len(r) > 6 and r[0].isdigit()]
+    names = dict(model.named_modules())
+    shapes = {}
+
+    def record(name):
+        def hook(_m, _i, out):  # returns None: a hook's value would replace the output
+            shapes.setdefault(name, tuple(out.shape[1:]) if hasattr(out, "shape") else None)
+        return hook
+    hooks = [m.register_forward_hook(record(n)) for n, m in names.items() if n]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    modules = [zoo_module(t, chw, shapes) for t, chw in blocks]
+    missing = [t for (t, _), m in zip(blocks, modules) if m is None]
+    if missing or not modules:
+        raise RuntimeError(f"{a.arch}: no module for the blocks {missing or '(none chosen)'}")
+    with open(f["blocks.json"], "w") as out:
+        json.dump(modules, out)
+    macs = [0]
+
+    def count(m, i, o):
+        if isinstance(m, torch.nn.Conv2d):
+            macs[0] += o[0].numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            macs[0] += m.in_features * m.out_features
+    for m in model.modules():
+        m.register_forward_hook(count)
+    with torch.no_grad():
+        model(x)
+    return 2 * macs[0]
+
+
+def worker_torch_zoo(a):
+    import torch
+    import torchvision
+    import reference_models as rm
+    torch.set_num_threads(a.threads)
+    f = zoo_files(a)
+    model = getattr(torchvision.models, a.arch)()
+    model.load_state_dict(torch.load(f["pt"]))
+    model.eval()
+    names, norms = dict(model.named_modules()), []
+    for m in json.load(open(f["blocks.json"])):
+        names[m].register_forward_hook(lambda _m, _i, out: norms.append(rm.feature_norm(out)))
+    model = model.to(memory_format=torch.channels_last)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (a.batch, a.size, a.size, 3), dtype=torch.uint8, generator=g)
+    mean = torch.tensor(rm.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(rm.IMAGENET_STD).view(1, 3, 1, 1)
+
+    def step():
+        x = ((images.permute(0, 3, 1, 2).float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+        scores(model(x))
+        torch.stack(norms, 1)
+        norms.clear()
+    with torch.no_grad():
+        return timed(a, step)
+
+
 # ---- the driver --------------------------------------------------------------
 
 def cpu_peak(cores):
@@ -315,7 +424,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer iterations and images")
     ap.add_argument("--force-bf16", action="store_true",
                     help="time PyTorch bf16 on ResNet-50 even where the CPU has no bf16 (slow)")
-    ap.add_argument("--only", default="", help="comma list of: r20,r50,score,memory")
+    ap.add_argument("--only", default="", help="comma list of: r20,r50,score,memory,zoo (default all but zoo)")
+    ap.add_argument("--zoo", default="regnet_y_400mf", help="torchvision models for zoo (comma list)")
+    ap.add_argument("--zoo-batch", type=int, default=16, help="the zoo's batch (default 16)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="images per second of CPU time (with --threads 1: robust to a loaded machine)")
     ap.add_argument("--r50-batch", type=int, default=16, help="ResNet-50's batch (default 16)")
@@ -324,8 +435,11 @@ def main():
     for k in ("size", "batch", "iters", "warmup"):
         ap.add_argument("--" + k, type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.worker == "prepare":
-        print(json.dumps({"flops": prepare(a)}))
+    if a.worker in ("prepare", "prepare_zoo"):
+        try:
+            print(json.dumps({"flops": (prepare if a.worker == "prepare" else prepare_zoo)(a)}))
+        except Exception as e:
+            print(json.dumps({"error": str(e)}))
         return
     if a.worker:
         try:
@@ -341,8 +455,8 @@ def main():
     os.makedirs(tmp, exist_ok=True)
     cpus = a.cpus or ",".join(str(i) for i in range(a.threads))
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), PYTHONWARNINGS="ignore")
-    peer_py, (ort_version, ov_version) = peer_python(build)
     only = set(a.only.split(",")) if a.only else {"r20", "r50", "score", "memory"}
+    peer_py, (ort_version, ov_version) = peer_python(build) if only & {"r20", "r50"} else (None, ("", ""))
 
     def spawn(py, args):
         cmd = ["taskset", "-c", cpus, py, os.path.abspath(__file__), "--threads", str(a.threads), *args,
@@ -412,6 +526,17 @@ def main():
             kib = r.stderr.strip().splitlines()[-1] if r.returncode == 0 else "?"
             print(f"\nmemory: featurenorm bench resnet50 batch 64 @224 fp32: peak RSS "
                   f"{int(kib) / 1048576:.2f} GiB" if kib.isdigit() else f"\nmemory: failed: {r.stderr.strip()}")
+    for name in (a.zoo.split(",") if "zoo" in only else []):
+        common = ["--arch", name, "--size", "224", "--tmp", tmp, "--featurenorm", a.featurenorm]
+        prep = spawn(sys.executable, ["--worker", "prepare_zoo", *common])
+        if "error" in prep:
+            print(f"zoo: {name}: {prep['error']}", file=sys.stderr)
+            continue
+        sides = [("featurenorm fp32 (ONNX, blocks auto)", sys.executable, "fn_zoo"),
+                 ("PyTorch fp32 channels_last", sys.executable, "torch_zoo")]
+        rates = rounds(spawn, sides, [*common, "--batch", str(a.zoo_batch), "--iters", "2" if q else "6",
+                                      "--warmup", "2"], a.rounds)
+        table.append((f"{name} @224, batch {a.zoo_batch}: forward + the auto blocks' norms", prep["flops"], rates))
     print("load average at the end: %.2f %.2f %.2f (1, 5, 15 min)" % os.getloadavg())
     for title, flops, rates in table:
         print(f"\n{title} ({flops / 1e9:.3f} GFLOP per image), {a.rounds} interleaved rounds")
